@@ -364,7 +364,7 @@ module Encode =
         | Ok frame -> Ok frame
         | Error n -> Error(FrameTooLarge n)
 
-    let private entry (b: FlatBufferBuilder) (e: TextEntry) : int =
+    let private entry (b: FlatBufferBuilder, e: TextEntry) : int =
         let t = b.BeginTable 2
         let name = b.AddOffset 0
         let value = if e.Value.IsSome then b.AddOffset 1 else 0
@@ -378,37 +378,41 @@ module Encode =
         t
 
     /// Adds a [TextEntry] field when there are entries; returns the patch position (0 when left out).
-    let private addEntries (b: FlatBufferBuilder) (slot: int) (entries: TextEntry[]) =
-        if isNull entries || entries.Length = 0 then 0 else b.AddOffset slot
+    let private addEntries (b: FlatBufferBuilder, slot: int, entries: ReadOnlySpan<TextEntry>) =
+        if entries.IsEmpty then 0 else b.AddOffset slot
 
-    let private writeEntries (b: FlatBufferBuilder) (at: int) (entries: TextEntry[]) =
+    let private writeEntries (b: FlatBufferBuilder, at: int, entries: ReadOnlySpan<TextEntry>) =
         if at <> 0 then
             let v = b.OffsetVector entries.Length
             b.Patch(at, v)
 
             for i in 0 .. entries.Length - 1 do
-                b.Patch(v + 4 + 4 * i, entry b entries[i])
+                b.Patch(v + 4 + 4 * i, entry (b, entries[i]))
 
-    let private addBytes (b: FlatBufferBuilder) (slot: int) (bytes: byte[]) =
-        if isNull bytes || bytes.Length = 0 then 0 else b.AddOffset slot
+    let private addBytes (b: FlatBufferBuilder, slot: int, bytes: ReadOnlySpan<byte>) =
+        if bytes.IsEmpty then 0 else b.AddOffset slot
 
-    let private writeBytes (b: FlatBufferBuilder) (at: int) (bytes: byte[]) =
+    let private writeBytes (b: FlatBufferBuilder, at: int, bytes: ReadOnlySpan<byte>) =
         if at <> 0 then
-            b.Patch(at, b.Bytes(ReadOnlySpan bytes))
+            b.Patch(at, b.Bytes bytes)
+
+    let private writeString (b: FlatBufferBuilder, at: int, value: string voption) =
+        match value with
+        | ValueSome v -> b.Patch(at, b.String(if isNull v then "" else v))
+        | ValueNone -> ()
+
+    let inline private span (entries: TextEntry[]) = ReadOnlySpan entries
+    let inline private bytes (value: byte[]) = ReadOnlySpan value
 
     let prepareConfReq (b: FlatBufferBuilder) (m: PrepareConf.Req) =
         b.BeginFrame FrameType.PrepareConf
         let t = b.BeginTable 2
-        let conf = addEntries b 0 m.Conf
+        let conf = addEntries (b, 0, span m.Conf)
         let key = if m.Key.IsSome then b.AddOffset 1 else 0
         b.EndTable()
         b.SetRoot t
-        writeEntries b conf m.Conf
-
-        match m.Key with
-        | ValueSome k -> b.Patch(key, b.String k)
-        | ValueNone -> ()
-
+        writeEntries (b, conf, span m.Conf)
+        writeString (b, key, m.Key)
         finish b
 
     let prepareConfResp (b: FlatBufferBuilder) (m: PrepareConf.Resp) =
@@ -423,66 +427,82 @@ module Encode =
         b.SetRoot(b.BeginTable 7)
         b.AddU32(0, m.Id)
         b.AddU32(6, m.ConfToken)
-        let srcIp = addBytes b 1 m.SrcIp
+        let srcIp = addBytes (b, 1, bytes m.SrcIp)
         let path = b.AddOffset 3
-        let args = addEntries b 4 m.Args
-        let headers = addEntries b 5 m.Headers
+        let args = addEntries (b, 4, span m.Args)
+        let headers = addEntries (b, 5, span m.Headers)
         b.AddU8(2, byte m.Method)
         b.EndTable()
-        writeBytes b srcIp m.SrcIp
-        b.Patch(path, b.String(if isNull m.Path then "" else m.Path))
-        writeEntries b args m.Args
-        writeEntries b headers m.Headers
+        writeBytes (b, srcIp, bytes m.SrcIp)
+        writeString (b, path, ValueSome m.Path)
+        writeEntries (b, args, span m.Args)
+        writeEntries (b, headers, span m.Headers)
         finish b
 
-    let private stop (b: FlatBufferBuilder) (s: HttpReqCall.Stop) =
-        let t = b.BeginTable 3
-        let headers = addEntries b 1 s.Headers
-        let body = addBytes b 2 s.Body
-        b.AddU16(0, s.Status)
-        b.EndTable()
-        writeEntries b headers s.Headers
-        writeBytes b body s.Body
-        t
-
-    let private rewrite (b: FlatBufferBuilder) (w: HttpReqCall.Rewrite) =
-        let t = b.BeginTable 5
-        let path = if w.Path.IsSome then b.AddOffset 0 else 0
-        let headers = addEntries b 1 w.Headers
-        let args = addEntries b 2 w.Args
-        let respHeaders = addEntries b 3 w.RespHeaders
-        let body = addBytes b 4 w.Body
-        b.EndTable()
-
-        match w.Path with
-        | ValueSome p -> b.Patch(path, b.String p)
-        | ValueNone -> ()
-
-        writeEntries b headers w.Headers
-        writeEntries b args w.Args
-        writeEntries b respHeaders w.RespHeaders
-        writeBytes b body w.Body
-        t
-
-    let httpReqCallResp (b: FlatBufferBuilder) (m: HttpReqCall.Resp) =
+    /// HTTPReqCall.Resp without an action: the request goes on unchanged.
+    let httpReqCallContinue (b: FlatBufferBuilder, id: uint32) =
         b.BeginFrame FrameType.HttpReqCall
         b.SetRoot(b.BeginTable 3)
-        b.AddU32(0, m.Id)
-
-        match m.Action with
-        | HttpReqCall.NoAction -> b.EndTable()
-        | HttpReqCall.Stop s ->
-            let at = b.AddOffset 2
-            b.AddU8(1, Slots.ActionStop)
-            b.EndTable()
-            b.Patch(at, stop b s)
-        | HttpReqCall.Rewrite w ->
-            let at = b.AddOffset 2
-            b.AddU8(1, Slots.ActionRewrite)
-            b.EndTable()
-            b.Patch(at, rewrite b w)
-
+        b.AddU32(0, id)
+        b.EndTable()
         finish b
+
+    /// HTTPReqCall.Resp with a Stop action, from spans so that callers need not build records.
+    let httpReqCallStop
+        (b: FlatBufferBuilder, id: uint32, status: uint16, headers: ReadOnlySpan<TextEntry>, body: ReadOnlySpan<byte>)
+        =
+        b.BeginFrame FrameType.HttpReqCall
+        b.SetRoot(b.BeginTable 3)
+        b.AddU32(0, id)
+        let at = b.AddOffset 2
+        b.AddU8(1, Slots.ActionStop)
+        b.EndTable()
+        b.Patch(at, b.BeginTable 3)
+        let h = addEntries (b, 1, headers)
+        let content = addBytes (b, 2, body)
+        b.AddU16(0, status)
+        b.EndTable()
+        writeEntries (b, h, headers)
+        writeBytes (b, content, body)
+        finish b
+
+    /// HTTPReqCall.Resp with a Rewrite action, from spans so that callers need not build records.
+    let httpReqCallRewrite
+        (
+            b: FlatBufferBuilder,
+            id: uint32,
+            path: string voption,
+            headers: ReadOnlySpan<TextEntry>,
+            args: ReadOnlySpan<TextEntry>,
+            respHeaders: ReadOnlySpan<TextEntry>,
+            body: ReadOnlySpan<byte>
+        ) =
+        b.BeginFrame FrameType.HttpReqCall
+        b.SetRoot(b.BeginTable 3)
+        b.AddU32(0, id)
+        let at = b.AddOffset 2
+        b.AddU8(1, Slots.ActionRewrite)
+        b.EndTable()
+        b.Patch(at, b.BeginTable 5)
+        let p = if path.IsSome then b.AddOffset 0 else 0
+        let h = addEntries (b, 1, headers)
+        let a = addEntries (b, 2, args)
+        let r = addEntries (b, 3, respHeaders)
+        let content = addBytes (b, 4, body)
+        b.EndTable()
+        writeString (b, p, path)
+        writeEntries (b, h, headers)
+        writeEntries (b, a, args)
+        writeEntries (b, r, respHeaders)
+        writeBytes (b, content, body)
+        finish b
+
+    let httpReqCallResp (b: FlatBufferBuilder) (m: HttpReqCall.Resp) =
+        match m.Action with
+        | HttpReqCall.NoAction -> httpReqCallContinue (b, m.Id)
+        | HttpReqCall.Stop s -> httpReqCallStop (b, m.Id, s.Status, span s.Headers, bytes s.Body)
+        | HttpReqCall.Rewrite w ->
+            httpReqCallRewrite (b, m.Id, w.Path, span w.Headers, span w.Args, span w.RespHeaders, bytes w.Body)
 
     let extraInfoReq (b: FlatBufferBuilder) (info: ExtraInfo.Info) =
         b.BeginFrame FrameType.ExtraInfo
@@ -530,23 +550,29 @@ module Encode =
         b.SetRoot(b.BeginTable 4)
         b.AddU32(0, m.Id)
         b.AddU32(3, m.ConfToken)
-        let headers = addEntries b 2 m.Headers
+        let headers = addEntries (b, 2, span m.Headers)
         b.AddU16(1, m.Status)
         b.EndTable()
-        writeEntries b headers m.Headers
+        writeEntries (b, headers, span m.Headers)
+        finish b
+
+    /// HTTPRespCall.Resp from spans, so that callers need not build records.
+    let httpRespCallAnswer
+        (b: FlatBufferBuilder, id: uint32, status: uint16, headers: ReadOnlySpan<TextEntry>, body: ReadOnlySpan<byte>)
+        =
+        b.BeginFrame FrameType.HttpRespCall
+        b.SetRoot(b.BeginTable 4)
+        b.AddU32(0, id)
+        let h = addEntries (b, 2, headers)
+        let content = addBytes (b, 3, body)
+        b.AddU16(1, status)
+        b.EndTable()
+        writeEntries (b, h, headers)
+        writeBytes (b, content, body)
         finish b
 
     let httpRespCallResp (b: FlatBufferBuilder) (m: HttpRespCall.Resp) =
-        b.BeginFrame FrameType.HttpRespCall
-        b.SetRoot(b.BeginTable 4)
-        b.AddU32(0, m.Id)
-        let headers = addEntries b 2 m.Headers
-        let body = addBytes b 3 m.Body
-        b.AddU16(1, m.Status)
-        b.EndTable()
-        writeEntries b headers m.Headers
-        writeBytes b body m.Body
-        finish b
+        httpRespCallAnswer (b, m.Id, m.Status, span m.Headers, bytes m.Body)
 
     let errResp (b: FlatBufferBuilder) (code: Err.Code) =
         b.BeginFrame FrameType.RpcError
