@@ -1,0 +1,436 @@
+namespace Apisix.Runner
+
+open System
+open System.Buffers
+open System.Collections.Generic
+open System.IO
+open System.IO.Pipelines
+open System.Net.Sockets
+open System.Threading
+open System.Threading.Tasks
+open Microsoft.Extensions.Logging
+
+/// The connection can no longer carry calls: APISIX closed it or broke the protocol mid-call.
+exception internal ConnectionBroken of reason: string
+
+/// What every connection shares: the prepared configurations, the plugins, settings, log.
+type internal RunnerContext =
+    { Cache: ConfCache
+      Plugins: IReadOnlyDictionary<string, Plugin>
+      Options: RunnerOptions
+      Logger: ILogger }
+
+/// Log messages, defined once so that nothing is formatted unless the level is on.
+module internal Log =
+    let confRejected =
+        LoggerMessage.Define<string, string>(LogLevel.Error, EventId(1, "ConfRejected"), "PrepareConf rejected, the route answers 503 until fixed (key {Key}): {Problem}")
+
+    let pluginFailed =
+        LoggerMessage.Define<string, uint32>(LogLevel.Error, EventId(2, "PluginFailed"), "Plugin {Plugin} failed in call {CallId}; answered SERVICE_UNAVAILABLE")
+
+    let callTimedOut =
+        LoggerMessage.Define<uint32, string, TimeSpan>(LogLevel.Error, EventId(3, "CallTimedOut"), "Call {CallId} did not finish in plugin {Plugin} within {Deadline}; answered SERVICE_UNAVAILABLE and closed the connection")
+
+    let badFrame =
+        LoggerMessage.Define<string>(LogLevel.Warning, EventId(4, "BadFrame"), "Answered BAD_REQUEST and closed the connection: {Reason}")
+
+    let answerFailed =
+        LoggerMessage.Define<uint32, string>(LogLevel.Error, EventId(5, "AnswerFailed"), "The answer to call {CallId} could not be encoded: {Reason}")
+
+    let tokenNotFound =
+        LoggerMessage.Define<uint32>(LogLevel.Information, EventId(6, "TokenNotFound"), "Conf token {Token} is unknown or expired; APISIX will prepare it again")
+
+    let connectionLost =
+        LoggerMessage.Define<string>(LogLevel.Information, EventId(7, "ConnectionLost"), "Connection dropped mid-call: {Reason}")
+
+    let call =
+        LoggerMessage.Define<uint32, uint32, string>(LogLevel.Debug, EventId(8, "Call"), "Call {CallId} with token {Token}: {Answer}")
+
+type private Phase =
+    | RequestPhase
+    | ResponsePhase
+
+/// One APISIX connection: reads frames, serves one call at a time (with its ExtraInfo exchanges
+/// on the same connection), writes the answers, until APISIX closes it or the runner stops.
+[<Sealed>]
+type internal Connection(socket: Socket, ctx: RunnerContext) =
+    let stream = new NetworkStream(socket, true)
+    let reader = PipeReader.Create(stream, StreamPipeReaderOptions(bufferSize = 8192, minimumReadSize = 2048, leaveOpen = true))
+    let answers = new FlatBufferBuilder(1024)
+    let asks = new FlatBufferBuilder(256)
+    let batch = ArrayBufferWriter<byte>(256)
+    let request = Request()
+    let response = Response()
+    let gate = new SemaphoreSlim(1, 1)
+    let maxFrame = ctx.Options.MaxFrameBytes
+    // The body of the frame being served: its view must outlive the pipe's buffer during ExtraInfo reads.
+    let mutable callBody = ArrayPool<byte>.Shared.Rent 4096
+    let mutable cts = new CancellationTokenSource()
+    let mutable current = 0
+    let mutable stopping = false
+
+    let keepBody (body: ReadOnlySequence<byte>) =
+        let n = int body.Length
+
+        if callBody.Length < n then
+            ArrayPool<byte>.Shared.Return callBody
+            callBody <- ArrayPool<byte>.Shared.Rent n
+
+        body.CopyTo(Span(callBody, 0, n))
+        ReadOnlyMemory(callBody, 0, n)
+
+    // A large body is not kept for the connection's whole life: memory per idle connection stays small.
+    let releaseBody () =
+        if callBody.Length > 65536 then
+            ArrayPool<byte>.Shared.Return callBody
+            callBody <- ArrayPool<byte>.Shared.Rent 4096
+
+    let decodeReply (body: ReadOnlySequence<byte>) =
+        if body.IsSingleSegment then
+            Decode.extraInfoResp body.FirstSpan
+        else
+            Decode.extraInfoResp (ReadOnlySpan(body.ToArray()))
+
+    let freshDeadline () =
+        if not (cts.TryReset()) then
+            cts.Dispose()
+            cts <- new CancellationTokenSource()
+
+        cts.CancelAfter ctx.Options.CallTimeout
+        cts.Token
+
+    /// Sends one encoded frame; false when the peer is gone.
+    member private _.Send(frame: ReadOnlyMemory<byte>) : ValueTask<bool> =
+        let sent = socket.SendAsync(frame, SocketFlags.None)
+
+        if sent.IsCompletedSuccessfully then
+            ValueTask<bool>(true)
+        else
+            ValueTask<bool>(
+                task {
+                    try
+                        let! _ = sent
+                        return true
+                    with
+                    | :? SocketException
+                    | :? ObjectDisposedException -> return false
+                }
+            )
+
+    member private c.SendError(code: Err.Code) =
+        match Encode.errResp answers code with
+        | Ok frame -> c.Send frame
+        | Error _ -> ValueTask<bool>(false)
+
+    /// Answers BAD_REQUEST and ends the connection: after a frame it cannot read, the stream is lost.
+    member private c.Reject(reason: string) : Task<bool> =
+        task {
+            Log.badFrame.Invoke(ctx.Logger, reason, null)
+            let! _ = c.SendError Err.Code.BAD_REQUEST
+            return false
+        }
+
+    /// Reads the reply to an ExtraInfo request: the next frame, which must be an ExtraInfo one.
+    member private _.ReadReply(ct: CancellationToken) : Task<byte[] voption> =
+        task {
+            let mutable reply = ValueNone
+            let mutable waiting = true
+
+            while waiting do
+                let! r = reader.ReadAsync ct
+
+                match Frame.tryRead maxFrame r.Buffer with
+                | Frame(FrameType.ExtraInfo, body, rest) ->
+                    let decoded = decodeReply body
+                    reader.AdvanceTo rest.Start
+
+                    match decoded with
+                    | Ok resp ->
+                        reply <- resp.Result
+                        waiting <- false
+                    | Error e -> raise (ConnectionBroken $"undecodable ExtraInfo reply: {e.Describe()}")
+                | Frame(other, _, rest) ->
+                    reader.AdvanceTo rest.Start
+                    raise (ConnectionBroken $"expected an ExtraInfo reply, got frame type {byte other}")
+                | TooLarge n -> raise (ConnectionBroken $"ExtraInfo reply of {n} bytes exceeds the frame limit")
+                | Incomplete ->
+                    reader.AdvanceTo(r.Buffer.Start, r.Buffer.End)
+
+                    if r.IsCompleted then
+                        raise (ConnectionBroken "APISIX closed the connection during an ExtraInfo exchange")
+
+            return reply
+        }
+
+    /// One ExtraInfo exchange; concurrent asks of one call take turns.
+    member private c.Ask(info: ExtraInfo.Info, ct: CancellationToken) : Task<byte[] voption> =
+        task {
+            do! gate.WaitAsync ct
+
+            try
+                match Encode.extraInfoReq asks info with
+                | Error e -> return raise (InvalidOperationException(e.Describe()))
+                | Ok frame ->
+                    let! sent = c.Send frame
+
+                    if not sent then
+                        raise (ConnectionBroken "APISIX closed the connection before an ExtraInfo request")
+
+                    return! c.ReadReply ct
+            finally
+                gate.Release() |> ignore
+        }
+
+    /// Asks for everything the chain declared, all requests written at once, replies read in order.
+    member private c.Prefetch(infos: ExtraInfo.Info[], ct: CancellationToken) : Task =
+        task {
+            batch.Clear()
+
+            for info in infos do
+                match Encode.extraInfoReq asks info with
+                | Ok frame -> batch.Write frame.Span
+                | Error e -> raise (InvalidOperationException(e.Describe()))
+
+            let! sent = c.Send batch.WrittenMemory
+
+            if not sent then
+                raise (ConnectionBroken "APISIX closed the connection before the ExtraInfo requests")
+
+            for info in infos do
+                let! value = c.ReadReply ct
+
+                match info with
+                | ExtraInfo.RespBody -> response.Prefetched value
+                | _ -> request.Prefetched(info, value)
+        }
+
+    /// Runs the filters in order until one stops; synchronous filters run without allocating.
+    member private c.RunChain(filters: struct (string * Filter)[]) : ValueTask<Decision> =
+        let mutable i = 0
+        let mutable result = Filter.next
+
+        while i < filters.Length do
+            current <- i
+            let struct (_, filter) = filters[i]
+            let d = filter request response
+
+            if d.IsCompletedSuccessfully then
+                match d.Result with
+                | Decision.Stop ->
+                    result <- d
+                    i <- filters.Length
+                | Decision.Continue -> i <- i + 1
+            else
+                result <- ValueTask<Decision>(c.RunRest(d, filters, i))
+                i <- filters.Length
+
+        result
+
+    member private _.RunRest(pending: ValueTask<Decision>, filters: struct (string * Filter)[], start: int) : Task<Decision> =
+        task {
+            let! first = pending
+            let mutable decision = first
+            let mutable i = start + 1
+
+            while decision = Decision.Continue && i < filters.Length do
+                current <- i
+                let struct (_, filter) = filters[i]
+                let! d = filter request response
+                decision <- d
+                i <- i + 1
+
+            return decision
+        }
+
+    member private _.Encode(phase: Phase, id: uint32, decision: Decision) =
+        match phase, decision with
+        | RequestPhase, Decision.Stop ->
+            let status = if response.StatusChange = 0us then 200us else response.StatusChange
+            Encode.httpReqCallStop (answers, id, status, response.HeaderChanges, response.BodyChange)
+        | RequestPhase, Decision.Continue when request.Changed || response.HeaderChanges.Length > 0 ->
+            Encode.httpReqCallRewrite (
+                answers,
+                id,
+                request.PathChange,
+                request.HeaderChanges,
+                request.ArgChanges,
+                response.HeaderChanges,
+                request.BodyChange
+            )
+        | RequestPhase, Decision.Continue -> Encode.httpReqCallContinue (answers, id)
+        | ResponsePhase, _ ->
+            Encode.httpRespCallAnswer (answers, id, response.StatusChange, response.HeaderChanges, response.BodyChange)
+
+    /// Serves one call whose request and response objects are set up; false when the connection must end.
+    member private c.Serve(phase: Phase, id: uint32, token: uint32, filters: struct (string * Filter)[], prefetch: ExtraInfo.Info[], ct: CancellationToken) : Task<bool> =
+        task {
+            try
+                if prefetch.Length > 0 then
+                    do! c.Prefetch(prefetch, ct)
+
+                let running = c.RunChain filters
+                let! decision = if running.IsCompleted then running else ValueTask<Decision>(running.AsTask().WaitAsync ct)
+
+                match c.Encode(phase, id, decision) with
+                | Ok frame ->
+                    if ctx.Logger.IsEnabled LogLevel.Debug then
+                        let answer =
+                            match phase, decision with
+                            | RequestPhase, Decision.Stop -> "stop"
+                            | RequestPhase, Decision.Continue -> "continue"
+                            | ResponsePhase, _ -> "response"
+
+                        Log.call.Invoke(ctx.Logger, id, token, answer, null)
+
+                    return! c.Send frame
+                | Error e ->
+                    Log.answerFailed.Invoke(ctx.Logger, id, e.Describe(), null)
+                    return! c.SendError Err.Code.SERVICE_UNAVAILABLE
+            with
+            | ConnectionBroken reason ->
+                Log.connectionLost.Invoke(ctx.Logger, reason, null)
+                return false
+            | :? OperationCanceledException when ct.IsCancellationRequested ->
+                let struct (plugin, _) = filters[min current (filters.Length - 1)]
+                Log.callTimedOut.Invoke(ctx.Logger, id, plugin, ctx.Options.CallTimeout, null)
+                let! _ = c.SendError Err.Code.SERVICE_UNAVAILABLE
+                return false
+            | ex ->
+                let plugin =
+                    if filters.Length = 0 then "(prefetch)" else (let struct (name, _) = filters[current] in name)
+
+                Log.pluginFailed.Invoke(ctx.Logger, plugin, id, ex)
+                return! c.SendError Err.Code.SERVICE_UNAVAILABLE
+        }
+
+    member private c.Prepare(body: ReadOnlyMemory<byte>) : Task<bool> =
+        match Decode.prepareConfReq body.Span with
+        | Error e -> c.Reject(e.Describe())
+        | Ok req ->
+            let prepared = ctx.Cache.Prepare(req.Key, fun () -> Chain.build ctx.Plugins req.Conf)
+
+            let answer =
+                match prepared with
+                | Ok token -> Encode.prepareConfResp answers { ConfToken = token }
+                | Error problems ->
+                    let key = req.Key |> ValueOption.defaultValue "(none)"
+
+                    for problem in problems do
+                        Log.confRejected.Invoke(ctx.Logger, key, problem, null)
+
+                    Encode.errResp answers Err.Code.SERVICE_UNAVAILABLE
+
+            match answer with
+            | Ok frame -> c.Send(frame).AsTask()
+            | Error _ -> Task.FromResult false
+
+    member private c.Lookup(token: uint32) : Chain voption =
+        let mutable chain = Unchecked.defaultof<Chain>
+        if ctx.Cache.TryGet(token, &chain) then ValueSome chain else ValueNone
+
+    member private c.TokenNotFound(token: uint32) =
+        Log.tokenNotFound.Invoke(ctx.Logger, token, null)
+        c.SendError(Err.Code.CONF_TOKEN_NOT_FOUND).AsTask()
+
+    /// Dispatches one frame from APISIX; false when the connection must end.
+    member private c.Handle(frameType: FrameType, body: ReadOnlyMemory<byte>) : Task<bool> =
+        match frameType with
+        | FrameType.PrepareConf -> c.Prepare body
+        | FrameType.HttpReqCall ->
+            match HttpReqCallView.Read body with
+            | Error e -> c.Reject(e.Describe())
+            | Ok view ->
+                match c.Lookup view.ConfToken with
+                | ValueNone -> c.TokenNotFound view.ConfToken
+                | ValueSome chain ->
+                    let ct = freshDeadline ()
+                    request.Reset(view, view.Id, c, ct)
+                    response.Reset(Unchecked.defaultof<_>, c, ct)
+                    c.Serve(RequestPhase, view.Id, view.ConfToken, chain.RequestFilters, chain.RequestPrefetch, ct)
+        | FrameType.HttpRespCall ->
+            match HttpRespCallView.Read body with
+            | Error e -> c.Reject(e.Describe())
+            | Ok view ->
+                match c.Lookup view.ConfToken with
+                | ValueNone -> c.TokenNotFound view.ConfToken
+                | ValueSome chain ->
+                    let ct = freshDeadline ()
+                    request.Reset(Unchecked.defaultof<_>, view.Id, c, ct)
+                    response.Reset(view, c, ct)
+                    c.Serve(ResponsePhase, view.Id, view.ConfToken, chain.ResponseFilters, chain.ResponsePrefetch, ct)
+        | other -> c.Reject $"frame type {byte other} is not a call APISIX starts"
+
+    /// The next read: while stopping, only what has already arrived is served.
+    member private _.NextRead() : ValueTask<ReadResult> =
+        if not stopping then
+            reader.ReadAsync()
+        else
+            let mutable r = Unchecked.defaultof<ReadResult>
+
+            if reader.TryRead(&r) && not r.Buffer.IsEmpty then ValueTask<ReadResult>(r)
+            elif socket.Available > 0 then reader.ReadAsync()
+            else ValueTask<ReadResult>(ReadResult(ReadOnlySequence<byte>.Empty, false, true))
+
+    /// Serves the connection until APISIX closes it, the stream breaks, or the runner stops.
+    member c.RunAsync() : Task =
+        task {
+            try
+                try
+                    let mutable open' = true
+
+                    while open' do
+                        let! r = c.NextRead()
+
+                        match Frame.tryRead maxFrame r.Buffer with
+                        | Frame(frameType, body, rest) ->
+                            let kept = keepBody body
+                            reader.AdvanceTo rest.Start
+                            let! keep = c.Handle(frameType, kept)
+                            releaseBody ()
+                            open' <- keep
+                        | TooLarge n ->
+                            reader.AdvanceTo r.Buffer.Start
+                            let! _ = c.Reject $"frame body of {n} bytes exceeds the limit of {maxFrame}"
+                            open' <- false
+                        | Incomplete ->
+                            reader.AdvanceTo(r.Buffer.Start, r.Buffer.End)
+                            open' <- not r.IsCompleted
+                with
+                | :? IOException
+                | :? SocketException
+                | :? ObjectDisposedException -> ()
+            finally
+                c.Dispose()
+        }
+
+    /// Stop taking new calls: the call in progress and any already received are still answered.
+    member _.Drain() =
+        stopping <- true
+        reader.CancelPendingRead()
+
+    /// Ends the connection now, cancelling the call in progress.
+    member c.Abort() =
+        try
+            cts.Cancel()
+        with :? ObjectDisposedException ->
+            ()
+
+        socket.Dispose()
+
+    member private _.Dispose() =
+        try
+            cts.Cancel()
+        with :? ObjectDisposedException ->
+            ()
+
+        reader.Complete()
+        stream.Dispose()
+        answers.Dispose()
+        asks.Dispose()
+
+        if not (isNull callBody) then
+            ArrayPool<byte>.Shared.Return callBody
+            callBody <- null
+
+    interface IExtraInfoSource with
+        member c.Fetch(info, ct) = ValueTask<byte[] voption>(c.Ask(info, ct))

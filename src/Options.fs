@@ -1,0 +1,72 @@
+namespace Apisix.Runner
+
+open System
+open System.Globalization
+open System.IO
+
+/// Settings of the runner. APISIX sets the first two through the environment
+/// (APISIX_LISTEN_ADDRESS, APISIX_CONF_EXPIRE_TIME); the rest come from the `Runner` section of
+/// the configuration (appsettings.json, or environment variables such as `Runner__SocketMode`).
+[<Sealed; AllowNullLiteral>]
+type RunnerOptions() =
+    /// `unix:/path/to.sock` or a bare absolute path.
+    member val ListenAddress = "" with get, set
+
+    /// How long APISIX caches a conf token; prepared configurations live 1.2 times as long.
+    member val ConfExpireTime = TimeSpan.FromSeconds 3600.0 with get, set
+
+    /// Permission bits of the socket file, in octal. APISIX workers often run as another user.
+    member val SocketMode = "0766" with get, set
+
+    /// Deadline of one call, below APISIX's 60 s read timeout.
+    member val CallTimeout = TimeSpan.FromSeconds 50.0 with get, set
+
+    /// The largest frame body accepted; bounds the memory one connection can take.
+    member val MaxFrameBytes = Frame.MaxBodyLength with get, set
+
+    /// The most prepared configurations kept at once; beyond it the least recently used go.
+    member val ConfCacheCapacity = 100_000 with get, set
+
+    /// How long in-flight calls may take to finish on SIGTERM (APISIX kills the runner after about 1 s).
+    member val ShutdownTimeout = TimeSpan.FromMilliseconds 800.0 with get, set
+
+    /// How long a prepared configuration lives after its last use.
+    member o.ConfLifetime = o.ConfExpireTime * 1.2
+
+    /// The socket path of ListenAddress.
+    member o.SocketPath =
+        if o.ListenAddress.StartsWith("unix:", StringComparison.Ordinal) then
+            o.ListenAddress.Substring 5
+        else
+            o.ListenAddress
+
+    /// SocketMode as permission bits.
+    member o.UnixFileMode: UnixFileMode =
+        LanguagePrimitives.EnumOfValue(Convert.ToInt32(o.SocketMode, 8))
+
+    /// Every problem with these settings, one sentence each; empty when they are usable.
+    member o.Validate() : string list =
+        [ if String.IsNullOrWhiteSpace o.ListenAddress then
+              "APISIX_LISTEN_ADDRESS is not set: expected unix:/path/to/runner.sock"
+          elif not (Path.IsPathRooted o.SocketPath) then
+              $"APISIX_LISTEN_ADDRESS must name an absolute socket path, got '{o.ListenAddress}'"
+          let octal = not (String.IsNullOrEmpty o.SocketMode) && o.SocketMode |> Seq.forall (fun c -> c >= '0' && c <= '7')
+
+          if not octal || o.SocketMode.Length > 4 then
+              $"Runner:SocketMode must be octal permission bits such as 0766, got '{o.SocketMode}'"
+          if o.ConfExpireTime <= TimeSpan.Zero then
+              "APISIX_CONF_EXPIRE_TIME must be a positive number of seconds"
+          if o.CallTimeout <= TimeSpan.Zero || o.CallTimeout >= TimeSpan.FromSeconds 60.0 then
+              "Runner:CallTimeout must be positive and below APISIX's 60 s timeout"
+          if o.MaxFrameBytes < 1024 || o.MaxFrameBytes > Frame.MaxBodyLength then
+              $"Runner:MaxFrameBytes must be between 1024 and {Frame.MaxBodyLength}"
+          if o.ConfCacheCapacity < 1 then
+              "Runner:ConfCacheCapacity must be at least 1"
+          if o.ShutdownTimeout < TimeSpan.Zero then
+              "Runner:ShutdownTimeout must not be negative" ]
+
+module internal Parse =
+    let seconds (text: string) =
+        match Double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture) with
+        | true, v when v > 0.0 && v < 1e9 -> ValueSome(TimeSpan.FromSeconds v)
+        | _ -> ValueNone
