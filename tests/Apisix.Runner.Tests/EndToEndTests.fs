@@ -1,0 +1,1 @@
+module Apisix.Runner.Tests.EndToEndTests
