@@ -46,10 +46,6 @@ module internal Log =
     let call =
         LoggerMessage.Define<uint32, uint32, string>(LogLevel.Debug, EventId(8, "Call"), "Call {CallId} with token {Token}: {Answer}")
 
-type private Phase =
-    | RequestPhase
-    | ResponsePhase
-
 /// One APISIX connection: reads frames, serves one call at a time (with its ExtraInfo exchanges
 /// on the same connection), writes the answers, until APISIX closes it or the runner stops.
 [<Sealed>]
@@ -59,14 +55,14 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
     let answers = new FlatBufferBuilder(1024)
     let asks = new FlatBufferBuilder(256)
     let batch = ArrayBufferWriter<byte>(256)
-    let request = Request()
-    let response = Response()
+    let call = CallRunner()
+    let request = call.Request
+    let response = call.Response
     let gate = new SemaphoreSlim(1, 1)
     let maxFrame = ctx.Options.MaxFrameBytes
     // The body of the frame being served: its view must outlive the pipe's buffer during ExtraInfo reads.
     let mutable callBody = ArrayPool<byte>.Shared.Rent 4096
     let mutable cts = new CancellationTokenSource()
-    let mutable current = 0
     let mutable stopping = false
 
     let keepBody (body: ReadOnlySequence<byte>) =
@@ -198,89 +194,23 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
 
             for info in infos do
                 let! value = c.ReadReply ct
-
-                match info with
-                | ExtraInfo.RespBody -> response.Prefetched value
-                | _ -> request.Prefetched(info, value)
+                call.Prefetched(info, value)
         }
-
-    /// Runs the filters in order until one stops; synchronous filters run without allocating.
-    member private c.RunChain(filters: struct (string * Filter)[]) : ValueTask<Decision> =
-        let mutable i = 0
-        let mutable result = Filter.next
-
-        while i < filters.Length do
-            current <- i
-            let struct (_, filter) = filters[i]
-            let d = filter request response
-
-            if d.IsCompletedSuccessfully then
-                match d.Result with
-                | Decision.Stop ->
-                    result <- d
-                    i <- filters.Length
-                | Decision.Continue -> i <- i + 1
-            else
-                result <- ValueTask<Decision>(c.RunRest(d, filters, i))
-                i <- filters.Length
-
-        result
-
-    member private _.RunRest(pending: ValueTask<Decision>, filters: struct (string * Filter)[], start: int) : Task<Decision> =
-        task {
-            let! first = pending
-            let mutable decision = first
-            let mutable i = start + 1
-
-            while decision = Decision.Continue && i < filters.Length do
-                current <- i
-                let struct (_, filter) = filters[i]
-                let! d = filter request response
-                decision <- d
-                i <- i + 1
-
-            return decision
-        }
-
-    member private _.Encode(phase: Phase, id: uint32, decision: Decision) =
-        match phase, decision with
-        | RequestPhase, Decision.Stop ->
-            let status = if response.StatusChange = 0us then 200us else response.StatusChange
-            Encode.httpReqCallStop (answers, id, status, response.HeaderChanges, response.BodyChange)
-        | RequestPhase, Decision.Continue when request.Changed || response.HeaderChanges.Length > 0 ->
-            Encode.httpReqCallRewrite (
-                answers,
-                id,
-                request.PathChange,
-                request.HeaderChanges,
-                request.ArgChanges,
-                response.HeaderChanges,
-                request.BodyChange
-            )
-        | RequestPhase, Decision.Continue -> Encode.httpReqCallContinue (answers, id)
-        | ResponsePhase, _ ->
-            Encode.httpRespCallAnswer (answers, id, response.StatusChange, response.HeaderChanges, response.BodyChange)
 
     /// Serves one call whose request and response objects are set up; false when the connection must end.
-    member private c.Serve(phase: Phase, id: uint32, token: uint32, filters: struct (string * Filter)[], prefetch: ExtraInfo.Info[], ct: CancellationToken) : Task<bool> =
+    member private c.Serve(phase: CallPhase, id: uint32, token: uint32, filters: struct (string * Filter)[], prefetch: ExtraInfo.Info[], ct: CancellationToken) : Task<bool> =
         task {
             try
                 if prefetch.Length > 0 then
                     do! c.Prefetch(prefetch, ct)
 
-                let running = c.RunChain filters
+                let running = call.RunChain filters
                 let! decision = if running.IsCompleted then running else ValueTask<Decision>(running.AsTask().WaitAsync ct)
 
-                match c.Encode(phase, id, decision) with
+                match call.Encode(answers, phase, id, decision) with
                 | Ok frame ->
                     if ctx.Logger.IsEnabled LogLevel.Debug then
-                        let answer =
-                            match phase, decision with
-                            | RequestPhase, Decision.Stop -> "stop"
-                            | RequestPhase, Decision.Continue -> "continue"
-                            | ResponsePhase, _ -> "response"
-
-                        Log.call.Invoke(ctx.Logger, id, token, answer, null)
+                        Log.call.Invoke(ctx.Logger, id, token, CallRunner.Describe(phase, decision), null)
 
                     return! c.Send frame
                 | Error e ->
@@ -291,15 +221,11 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                 Log.connectionLost.Invoke(ctx.Logger, reason, null)
                 return false
             | :? OperationCanceledException when ct.IsCancellationRequested ->
-                let struct (plugin, _) = filters[min current (filters.Length - 1)]
-                Log.callTimedOut.Invoke(ctx.Logger, id, plugin, ctx.Options.CallTimeout, null)
+                Log.callTimedOut.Invoke(ctx.Logger, id, call.CurrentPlugin filters, ctx.Options.CallTimeout, null)
                 let! _ = c.SendError Err.Code.SERVICE_UNAVAILABLE
                 return false
             | ex ->
-                let plugin =
-                    if filters.Length = 0 then "(prefetch)" else (let struct (name, _) = filters[current] in name)
-
-                Log.pluginFailed.Invoke(ctx.Logger, plugin, id, ex)
+                Log.pluginFailed.Invoke(ctx.Logger, call.CurrentPlugin filters, id, ex)
                 return! c.SendError Err.Code.SERVICE_UNAVAILABLE
         }
 

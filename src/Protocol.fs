@@ -171,6 +171,11 @@ module internal Read =
         let t = r.TableAt(v, i, what)
         struct (r.String(t, 0, what), r.String(t, 1, what))
 
+    /// The name and value ranges of an entry already validated: no second UTF-8 check.
+    let validatedEntry (r: byref<FlatBufferReader>, v: ByteRange, i: int) =
+        let t = r.TableAt(v, i, "entry")
+        struct (r.Bytes(t, 0, "entry"), r.Bytes(t, 1, "entry"))
+
     let entries (r: byref<FlatBufferReader>, t: Table, slot: int, what: string) : TextEntry[] =
         let v = r.Tables(t, slot, what)
 

@@ -20,7 +20,7 @@ type TextEntries =
             raise (ArgumentOutOfRangeException(nameof i))
 
         let mutable r = FlatBufferReader e.buffer.Span
-        Read.entry (&r, e.elements, i, "entry")
+        Read.validatedEntry (&r, e.elements, i)
 
     /// The UTF-8 bytes of entry i's name.
     member e.NameUtf8(i: int) : ReadOnlySpan<byte> =
@@ -49,7 +49,11 @@ type TextEntries =
         let mutable i = max 0 start
 
         while found < 0 && i < e.elements.Length do
-            if Ascii.EqualsIgnoreCase(e.NameUtf8 i, name.AsSpan()) then found <- i
+            let candidate = e.NameUtf8 i
+            // Header and argument names are ASCII: equal names have equal byte lengths.
+            if candidate.Length = name.Length && Ascii.EqualsIgnoreCase(candidate, name.AsSpan()) then
+                found <- i
+
             i <- i + 1
 
         found
