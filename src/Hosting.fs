@@ -83,13 +83,28 @@ type RunnerServiceCollectionExtensions =
 /// Starting a runner the way APISIX expects: quiet logging, settings from the environment.
 [<AbstractClass; Sealed>]
 type RunnerHost =
-    /// A host builder with configuration from appsettings.json, the environment and `args`, and
+    /// A host builder with configuration from appsettings.json beside the executable, the file
+    /// named by APISIX_RUNNER_CONFIG (if set; it must exist), the environment and `args`, and
     /// console logging at Warning unless `Logging:LogLevel:Default` says otherwise (APISIX copies
     /// the runner's output into its error log, so the runner says little). Plugins are added to
-    /// its services; the runner itself is registered by `Run`.
+    /// its services; the runner itself is registered by `RunAsync`.
     static member CreateBuilder(args: string[]) : HostApplicationBuilder =
         let settings = HostApplicationBuilderSettings(Args = args, ContentRootPath = AppContext.BaseDirectory)
         let builder = Host.CreateApplicationBuilder settings
+
+        match Environment.GetEnvironmentVariable "APISIX_RUNNER_CONFIG" with
+        | null
+        | "" -> ()
+        | path ->
+            try
+                builder.Configuration.AddJsonFile(path, optional = false, reloadOnChange = false) |> ignore
+                // Environment and command line still win over the file, as in the default order.
+                builder.Configuration.AddEnvironmentVariables().AddCommandLine args |> ignore
+            with ex ->
+                // A runner started with a broken configuration must not start half-configured.
+                Console.Error.WriteLine $"apisix runner: cannot read APISIX_RUNNER_CONFIG file {path}: {ex.Message}"
+                exit 1
+
         builder.Logging.SetMinimumLevel LogLevel.Warning |> ignore
         builder
 
