@@ -40,17 +40,29 @@ type internal Changes() =
 
         found
 
-    member c.Remove(name: string) =
-        items.RemoveAll(fun e -> String.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase))
-        |> ignore
+    /// Removes the changes to `name`; only deletions when `onlyDeletions`.
+    member private _.RemoveWhere(name: string, onlyDeletions: bool) =
+        let mutable i = items.Count - 1
+
+        while i >= 0 do
+            let e = items[i]
+
+            if (not onlyDeletions || e.Value.IsNone) && String.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase) then
+                items.RemoveAt i
+
+            i <- i - 1
+
+    member c.Remove(name: string) = c.RemoveWhere(name, false)
 
     /// Replaces every value of `name` with one.
     member c.Set(name: string, value: string) =
         if c.Contains name then c.Remove name
         items.Add(TextEntry.Set(name, value))
 
-    /// Adds a value to `name`: the original values, if any, are kept only when already copied in.
-    member _.Add(name: string, value: string) = items.Add(TextEntry.Set(name, value))
+    /// Adds a value to `name` (a deletion of it is undone); original values are kept only when already copied in.
+    member c.Add(name: string, value: string) =
+        c.RemoveWhere(name, true)
+        items.Add(TextEntry.Set(name, value))
 
     member c.Delete(name: string) =
         if c.Contains name then c.Remove name

@@ -66,12 +66,19 @@ type Table =
 /// so a decoder reads straight through and checks `Failure` once at the end. An absent string or
 /// vector is a range starting at 0, where no data can sit (the root offset is there); a failed or
 /// absent table has an empty vtable, so all its fields read as absent.
+/// Offsets may legally share data, so a hostile buffer could make one string be read a million
+/// times over; a budget of bytes read through vectors and strings, a small multiple of the buffer,
+/// bounds the work and the memory any buffer can cost.
 [<Struct; IsByRefLike; NoEquality; NoComparison>]
 type FlatBufferReader =
     val Buffer: ReadOnlySpan<byte>
     val mutable Failure: DecodeError voption
+    val mutable private budget: int64
 
-    new(buffer: ReadOnlySpan<byte>) = { Buffer = buffer; Failure = ValueNone }
+    new(buffer: ReadOnlySpan<byte>) =
+        { Buffer = buffer
+          Failure = ValueNone
+          budget = 4L * int64 buffer.Length + 4096L }
 
     member r.Fail(e: DecodeError) =
         if r.Failure.IsNone then
@@ -160,9 +167,14 @@ type FlatBufferReader =
 
     /// Follows the uoffset stored at `at`; the target must leave room for a 4-byte header.
     member r.Follow(at: int, what: string) : int =
-        let target = int64 at + int64 (r.U32At at)
+        let off = r.U32At at
+        let target = int64 at + int64 off
 
-        if target > int64 (r.Buffer.Length - 4) then
+        // An offset of 0 would point at itself: FlatBuffers never writes one.
+        if off = 0u then
+            r.Fail(Malformed(what + " offset", at))
+            0
+        elif target > int64 (r.Buffer.Length - 4) then
             r.Fail(OutOfBounds(what, target))
             0
         else
@@ -174,11 +186,16 @@ type FlatBufferReader =
             ByteRange.Absent
         else
             let count = int64 (r.U32At pos)
+            let size = count * int64 elementSize
 
-            if int64 pos + 4L + count * int64 elementSize > int64 r.Buffer.Length then
+            if int64 pos + 4L + size > int64 r.Buffer.Length then
                 r.Fail(OutOfBounds(what, count))
                 ByteRange.Absent
+            elif size + 4L > r.budget then
+                r.Fail(Malformed(what + " (data shared beyond the read budget)", pos))
+                ByteRange.Absent
             else
+                r.budget <- r.budget - size - 4L
                 { Start = pos + 4; Length = int count }
 
     /// The string at `pos` (0: absent), checked to be valid UTF-8.

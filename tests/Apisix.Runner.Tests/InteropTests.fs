@@ -1,1 +1,248 @@
+/// Wire compatibility with an independent codec: Python that flatc generates from
+/// tests/interop/ext-plugin.fbs, driven by tests/interop/fbcodec.py (JSON in and out, see its
+/// README). Each direction is one Python run for all message types, shared by the tests.
 module Apisix.Runner.Tests.InteropTests
+
+open System
+open System.Collections.Generic
+open System.Diagnostics
+open System.IO
+open System.Text.Json.Nodes
+open FsCheck
+open FsCheck.FSharp
+open Xunit
+open Apisix.Runner
+open Apisix.Runner.Tests.RoundTripTests
+
+let private interopDir =
+    lazy
+        let rec up (dir: DirectoryInfo) =
+            if isNull dir then failwith $"no Runner.sln above {AppContext.BaseDirectory}"
+            elif File.Exists(Path.Combine(dir.FullName, "Runner.sln")) then Path.Combine(dir.FullName, "tests", "interop")
+            else up dir.Parent
+
+        up (DirectoryInfo AppContext.BaseDirectory)
+
+/// Runs a program to completion and answers its stdout; fails with its stderr.
+let private run (program: string) (args: string list) (input: string) =
+    let start =
+        ProcessStartInfo(program, args, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true)
+
+    use p = Process.Start start
+    // Read both pipes while writing, or a large batch deadlocks on full pipe buffers.
+    let out = p.StandardOutput.ReadToEndAsync()
+    let err = p.StandardError.ReadToEndAsync()
+    p.StandardInput.Write input
+    p.StandardInput.Close()
+    p.WaitForExit()
+
+    if p.ExitCode <> 0 then
+        failwith $"{program} exited with {p.ExitCode}: {err.Result}"
+
+    out.Result
+
+/// The reference's Python code, generated once per test run into a temporary directory.
+let private generated =
+    lazy
+        let dir = Directory.CreateTempSubdirectory "a6-interop-"
+        AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> dir.Delete true)
+        run "/usr/bin/flatc" [ "--python"; "-o"; dir.FullName; Path.Combine(interopDir.Value, "ext-plugin.fbs") ] "" |> ignore
+        dir.FullName
+
+/// One fbcodec.py run over a batch: one reply per item, in order.
+let private fbcodec (mode: string) (items: JsonNode[]) : JsonNode[] =
+    let args = [ Path.Combine(interopDir.Value, "fbcodec.py"); generated.Value; mode ]
+    // ToJsonString escapes all non-ASCII, so no text encoding is involved on the pipe.
+    let out = run "/usr/bin/python3" args (JsonArray(items).ToJsonString())
+    JsonNode.Parse(out).AsArray() |> Seq.toArray
+
+// ---- F# values as the reference's JSON (tests/interop/README.md, "Input and output")
+
+/// How empty values are written: present ("" / []) or absent (null). The protocol does not tell
+/// empty vectors, or empty required strings (path, entry and variable names), from absent ones.
+type private Empties = { Vectors: bool; Strings: bool }
+
+/// What our encoder does: leaves empty vectors out, always writes required strings.
+let private ours = { Vectors = false; Strings = true }
+
+/// The two ways we ask the reference to encode; our decoder must read both the same.
+let private theirs =
+    [ { Vectors = true; Strings = true }; { Vectors = false; Strings = false } ]
+
+let private obj (fields: (string * JsonNode) list) : JsonNode =
+    JsonObject(fields |> List.map KeyValuePair)
+
+let private num (n: uint32) : JsonNode = JsonValue.Create n
+let private optText (s: string voption) : JsonNode = JsonValue.Create(ValueOption.toObj s)
+let private base64 (b: byte[]) : JsonNode = JsonValue.Create(Convert.ToBase64String b)
+
+let private text e (s: string) : JsonNode =
+    if s = "" && not e.Strings then null else JsonValue.Create s
+
+let private data e (b: byte[]) : JsonNode =
+    if b.Length = 0 && not e.Vectors then null else base64 b
+
+let private entries e (xs: TextEntry[]) : JsonNode =
+    if xs.Length = 0 && not e.Vectors then
+        null
+    else
+        JsonArray [| for x in xs -> obj [ "name", text e x.Name; "value", optText x.Value ] |]
+
+let private prepareConfReq e (m: PrepareConf.Req) =
+    obj [ "conf", entries e m.Conf; "key", optText m.Key ]
+
+let private prepareConfResp _ (m: PrepareConf.Resp) = obj [ "conf_token", num m.ConfToken ]
+
+let private httpReqCallReq e (m: HttpReqCall.Req) =
+    obj
+        [ "id", num m.Id
+          "src_ip", data e m.SrcIp
+          "method", num (uint32 m.Method)
+          "path", text e m.Path
+          "args", entries e m.Args
+          "headers", entries e m.Headers
+          "conf_token", num m.ConfToken ]
+
+let private httpReqCallResp e (m: HttpReqCall.Resp) =
+    let action =
+        match m.Action with
+        | HttpReqCall.NoAction -> null
+        | HttpReqCall.Stop s ->
+            obj [ "stop", obj [ "status", num (uint32 s.Status); "headers", entries e s.Headers; "body", data e s.Body ] ]
+        | HttpReqCall.Rewrite w ->
+            obj
+                [ "rewrite",
+                  obj
+                      [ "path", optText w.Path
+                        "headers", entries e w.Headers
+                        "args", entries e w.Args
+                        "resp_headers", entries e w.RespHeaders
+                        "body", data e w.Body ] ]
+
+    obj [ "id", num m.Id; "action", action ]
+
+let private extraInfoReq e (info: ExtraInfo.Info) =
+    let member' =
+        match info with
+        | ExtraInfo.Var name -> "var", text e name
+        | ExtraInfo.ReqBody -> "req_body", obj []
+        | ExtraInfo.RespBody -> "resp_body", obj []
+
+    obj [ "info", obj [ member' ] ]
+
+/// Exact either way: absent and empty are different answers here.
+let private extraInfoResp _ (m: ExtraInfo.Resp) =
+    obj [ "result", m.Result |> ValueOption.map base64 |> ValueOption.toObj ]
+
+let private httpRespCallReq e (m: HttpRespCall.Req) =
+    obj
+        [ "id", num m.Id
+          "status", num (uint32 m.Status)
+          "headers", entries e m.Headers
+          "conf_token", num m.ConfToken ]
+
+let private httpRespCallResp e (m: HttpRespCall.Resp) =
+    obj
+        [ "id", num m.Id
+          "status", num (uint32 m.Status)
+          "headers", entries e m.Headers
+          "body", data e m.Body ]
+
+let private errResp _ (code: Err.Code) = obj [ "code", num (uint32 code) ]
+
+// ---- Samples and the two batches
+
+/// One message type's sampled values, as each direction needs them.
+type private Samples =
+    {
+        /// Our encoded body of each value, and the JSON the reference must decode it to.
+        Ours: (byte[] * JsonNode)[]
+        /// The JSON the reference encodes, and a check of our decoding of its bytes (an error or None).
+        Theirs: (JsonNode * (byte[] -> string option))[]
+    }
+
+let private clip (s: string) =
+    if s.Length > 3000 then s[..3000] + " ..." else s
+
+let private kind name (gen: Gen<'T>) (encode: Encoder<'T>) (decode: byte[] -> Result<'T, DecodeError>) toJson =
+    let samples () =
+        let values = Gen.sampleWithSize 30 300 gen
+        use b = new FlatBufferBuilder()
+
+        let check value bytes =
+            match decode bytes with
+            | Ok decoded when decoded = value -> None
+            | other -> Some(clip $"decoded %A{other}\nexpected %A{value}")
+
+        { Ours = [| for v in values -> (encodeOrFail encode b v).Span.Slice(Frame.HeaderLength).ToArray(), toJson ours v |]
+          Theirs = [| for v in values do for e in theirs -> toJson e v, check v |] }
+
+    name, lazy (samples ())
+
+/// Keyed by the reference's type names.
+let private kinds =
+    [ kind "PrepareConfReq" Generators.prepareConfReq Encode.prepareConfReq (fun b -> Decode.prepareConfReq (ReadOnlySpan b)) prepareConfReq
+      kind "PrepareConfResp" Generators.prepareConfResp Encode.prepareConfResp (fun b -> Decode.prepareConfResp (ReadOnlySpan b)) prepareConfResp
+      kind "HTTPReqCallReq" Generators.httpReqCallReq Encode.httpReqCallReq (fun b -> Decode.httpReqCallReq (ReadOnlySpan b)) httpReqCallReq
+      kind "HTTPReqCallResp" Generators.httpReqCallResp Encode.httpReqCallResp (fun b -> Decode.httpReqCallResp (ReadOnlySpan b)) httpReqCallResp
+      kind "ExtraInfoReq" Generators.extraInfo Encode.extraInfoReq (fun b -> Decode.extraInfoReq (ReadOnlySpan b)) extraInfoReq
+      kind "ExtraInfoResp" Generators.extraInfoResp Encode.extraInfoResp (fun b -> Decode.extraInfoResp (ReadOnlySpan b)) extraInfoResp
+      kind "HTTPRespCallReq" Generators.httpRespCallReq Encode.httpRespCallReq (fun b -> Decode.httpRespCallReq (ReadOnlySpan b)) httpRespCallReq
+      kind "HTTPRespCallResp" Generators.httpRespCallResp Encode.httpRespCallResp (fun b -> Decode.httpRespCallResp (ReadOnlySpan b)) httpRespCallResp
+      kind "ErrResp" Generators.errCode Encode.errResp (fun b -> Decode.errResp (ReadOnlySpan b)) errResp ]
+
+/// One fbcodec.py run over the items of every type, each sent as `field`: each type's replies, in order.
+let private batch mode field (items: Samples -> JsonNode[]) : Map<string, JsonNode[]> =
+    let perType = [| for name, samples in kinds -> name, items samples.Value |]
+
+    let requests =
+        [| for name, xs in perType do
+               for x in xs -> obj [ "type", JsonValue.Create name; field, x ] |]
+
+    let replies = fbcodec mode requests
+
+    perType
+    |> Array.mapFold (fun at (name, xs) -> (name, replies[at .. at + xs.Length - 1]), at + xs.Length) 0
+    |> fst
+    |> Map.ofArray
+
+let private decodedByTheirs =
+    lazy (batch "decode" "bytes" (fun s -> s.Ours |> Array.map (fst >> base64)))
+
+let private encodedByTheirs =
+    lazy (batch "encode" "msg" (fun s -> s.Theirs |> Array.map fst))
+
+/// The reply's `field`, or a failure with the reference's error.
+let private answer typ (i: int) (field: string) (reply: JsonNode) =
+    match reply["error"] with
+    | null -> reply[field]
+    | error -> failwith $"{typ} item {i}: the reference failed: {error}"
+
+let private byType = dict kinds
+
+/// Type names for the theories.
+let types = [ for name, _ in kinds -> [| box name |] ]
+
+[<Theory; MemberData(nameof types)>]
+let ``the reference decodes our encoding to the same message`` (typ: string) =
+    let samples = byType[typ].Value
+
+    decodedByTheirs.Value[typ]
+    |> Array.iteri (fun i reply ->
+        let expected = snd samples.Ours[i]
+        let actual = answer typ i "msg" reply
+        if not (JsonNode.DeepEquals(expected, actual)) then
+            failwith (clip $"{typ} item {i}: the reference decoded\n{actual.ToJsonString()}\nexpected\n{expected.ToJsonString()}"))
+
+[<Theory; MemberData(nameof types)>]
+let ``we decode the reference's encoding to the same message`` (typ: string) =
+    let samples = byType[typ].Value
+
+    encodedByTheirs.Value[typ]
+    |> Array.iteri (fun i reply ->
+        let input, check = samples.Theirs[i]
+        let bytes = answer typ i "bytes" reply |> _.GetValue<string>() |> Convert.FromBase64String
+
+        match check bytes with
+        | Some error -> failwith (clip $"{typ} item {i}, from {input.ToJsonString()}:\n{error}")
+        | None -> ())
