@@ -73,7 +73,8 @@ type internal CallRunner() =
         }
 
     /// The answer frame: a Stop (status 200 unless set), a Rewrite of only what changed, no action
-    /// when nothing did, or in the response phase the changed status, headers and body.
+    /// when nothing did, or in the response phase the changed status and body, and the whole
+    /// header set when any header changed.
     member _.Encode(builder: FlatBufferBuilder, phase: CallPhase, id: uint32, decision: Decision) =
         match phase, decision with
         | RequestPhase, Decision.Stop ->
@@ -91,7 +92,7 @@ type internal CallRunner() =
             )
         | RequestPhase, Decision.Continue -> Encode.httpReqCallContinue (builder, id)
         | ResponsePhase, _ ->
-            Encode.httpRespCallAnswer (builder, id, response.StatusChange, response.HeaderChanges, response.BodyChange)
+            Encode.httpRespCallAnswer (builder, id, response.StatusChange, response.AnswerHeaders, response.BodyChange)
 
     /// A word for the debug log, without reflection-based formatting.
     static member Describe(phase: CallPhase, decision: Decision) =

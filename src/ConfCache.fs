@@ -102,7 +102,8 @@ type ConfCache(lifetime: TimeSpan, capacity: int, time: TimeProvider) =
                 remove token e
                 removed <- removed + 1
 
-        let excess = byToken.Count - capacity
+        // Past capacity, go down to 90% at once, so that a stream of new keys sorts rarely.
+        let excess = if byToken.Count > capacity then byToken.Count - capacity * 9 / 10 else 0
 
         if excess > 0 then
             let victims = byToken.ToArray() |> Array.sortBy (fun kv -> kv.Value.LastUse) |> Array.truncate excess

@@ -43,6 +43,9 @@ module internal Log =
     let connectionLost =
         LoggerMessage.Define<string>(LogLevel.Information, EventId(7, "ConnectionLost"), "Connection dropped mid-call: {Reason}")
 
+    let connectionFailed =
+        LoggerMessage.Define(LogLevel.Error, EventId(9, "ConnectionFailed"), "A connection failed unexpectedly; it was closed")
+
     let call =
         LoggerMessage.Define<uint32, uint32, string>(LogLevel.Debug, EventId(8, "Call"), "Call {CallId} with token {Token}: {Answer}")
 
@@ -286,16 +289,19 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                     c.Serve(ResponsePhase, view.Id, view.ConfToken, chain.ResponseFilters, chain.ResponsePrefetch, ct)
         | other -> c.Reject $"frame type {byte other} is not a call APISIX starts"
 
-    /// The next read: while stopping, only what has already arrived is served.
-    member private _.NextRead() : ValueTask<ReadResult> =
+    /// The next read; none when stopping and nothing more has arrived, so that only calls already
+    /// received are served.
+    member private _.NextRead() : ValueTask<ReadResult> voption =
         if not stopping then
-            reader.ReadAsync()
+            ValueSome(reader.ReadAsync())
         else
             let mutable r = Unchecked.defaultof<ReadResult>
 
-            if reader.TryRead(&r) && not r.Buffer.IsEmpty then ValueTask<ReadResult>(r)
-            elif socket.Available > 0 then reader.ReadAsync()
-            else ValueTask<ReadResult>(ReadResult(ReadOnlySequence<byte>.Empty, false, true))
+            if reader.TryRead(&r) && (not r.Buffer.IsEmpty || r.IsCompleted) then
+                ValueSome(ValueTask<ReadResult>(r))
+            else
+                if r.IsCanceled then reader.AdvanceTo r.Buffer.Start
+                if socket.Available > 0 then ValueSome(reader.ReadAsync()) else ValueNone
 
     /// Serves the connection until APISIX closes it, the stream breaks, or the runner stops.
     member c.RunAsync() : Task =
@@ -305,26 +311,30 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                     let mutable open' = true
 
                     while open' do
-                        let! r = c.NextRead()
+                        match c.NextRead() with
+                        | ValueNone -> open' <- false
+                        | ValueSome next ->
+                            let! r = next
 
-                        match Frame.tryRead maxFrame r.Buffer with
-                        | Frame(frameType, body, rest) ->
-                            let kept = keepBody body
-                            reader.AdvanceTo rest.Start
-                            let! keep = c.Handle(frameType, kept)
-                            releaseBody ()
-                            open' <- keep
-                        | TooLarge n ->
-                            reader.AdvanceTo r.Buffer.Start
-                            let! _ = c.Reject $"frame body of {n} bytes exceeds the limit of {maxFrame}"
-                            open' <- false
-                        | Incomplete ->
-                            reader.AdvanceTo(r.Buffer.Start, r.Buffer.End)
-                            open' <- not r.IsCompleted
+                            match Frame.tryRead maxFrame r.Buffer with
+                            | Frame(frameType, body, rest) ->
+                                let kept = keepBody body
+                                reader.AdvanceTo rest.Start
+                                let! keep = c.Handle(frameType, kept)
+                                releaseBody ()
+                                open' <- keep
+                            | TooLarge n ->
+                                reader.AdvanceTo r.Buffer.Start
+                                let! _ = c.Reject $"frame body of {n} bytes exceeds the limit of {maxFrame}"
+                                open' <- false
+                            | Incomplete ->
+                                reader.AdvanceTo(r.Buffer.Start, r.Buffer.End)
+                                open' <- not r.IsCompleted
                 with
                 | :? IOException
                 | :? SocketException
                 | :? ObjectDisposedException -> ()
+                | ex -> Log.connectionFailed.Invoke(ctx.Logger, ex)
             finally
                 c.Dispose()
         }

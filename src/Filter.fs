@@ -260,6 +260,7 @@ type Request internal () =
 [<Sealed; AllowNullLiteral>]
 type Response internal () =
     let headers = Changes()
+    let answerHeaders = List<TextEntry>()
     let mutable status = 0us
     let mutable body = ReadOnlyMemory<byte>.Empty
     let mutable bodyChanged = false
@@ -330,6 +331,26 @@ type Response internal () =
     member internal _.StatusChange = status
     member internal _.HeaderChanges = headers.Entries
     member internal _.BodyChange = if bodyChanged then body.Span else ReadOnlySpan.Empty
+
+    /// The headers of a response-phase answer. APISIX takes headers that are present as the whole
+    /// set, so when any changed, the upstream's go too with the changes applied; none when none changed.
+    member internal _.AnswerHeaders: ReadOnlySpan<TextEntry> =
+        if headers.Count = 0 then
+            ReadOnlySpan.Empty
+        else
+            answerHeaders.Clear()
+            let up = upstream.Headers
+
+            for i in 0 .. up.Count - 1 do
+                let name = up.Name i
+
+                if not (headers.Contains name) then
+                    answerHeaders.Add { Name = name; Value = up.Value i }
+
+            for e in headers.Entries do
+                if e.Value.IsSome then answerHeaders.Add e
+
+            Span.op_Implicit (CollectionsMarshal.AsSpan answerHeaders)
 
 /// A unit of plugin behaviour: given the request and the response so far, decide. Asynchronous so
 /// that a filter can ask APISIX for variables or bodies, or await its own IO, without blocking.

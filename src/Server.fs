@@ -137,11 +137,13 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, logger: ILogger<R
 
                 try
                     do! all.WaitAsync options.ShutdownTimeout
-                with :? TimeoutException ->
+                with
+                | :? TimeoutException ->
                     logger.LogWarning("{Count} connections still busy after {Timeout}; closing them", connections.Count, options.ShutdownTimeout)
 
                     for c in connections.Keys do
                         c.Abort()
+                | ex -> logger.LogError(ex, "A connection failed while stopping")
 
                 if not (isNull sweeper) then
                     sweeper.Dispose()
