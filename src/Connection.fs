@@ -4,7 +4,6 @@ open System
 open System.Buffers
 open System.Collections.Generic
 open System.IO
-open System.IO.Pipelines
 open System.Net.Sockets
 open System.Threading
 open System.Threading.Tasks
@@ -53,8 +52,7 @@ module internal Log =
 /// on the same connection), writes the answers, until APISIX closes it or the runner stops.
 [<Sealed>]
 type internal Connection(socket: Socket, ctx: RunnerContext) =
-    let stream = new NetworkStream(socket, true)
-    let reader = PipeReader.Create(stream, StreamPipeReaderOptions(bufferSize = 8192, minimumReadSize = 2048, leaveOpen = true))
+    let input = FrameReader(ctx.Options.MaxFrameBytes)
     let answers = new FlatBufferBuilder(1024)
     let asks = new FlatBufferBuilder(256)
     let batch = ArrayBufferWriter<byte>(256)
@@ -63,10 +61,17 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
     let response = call.Response
     let gate = new SemaphoreSlim(1, 1)
     let maxFrame = ctx.Options.MaxFrameBytes
-    // The body of the frame being served: its view must outlive the pipe's buffer during ExtraInfo reads.
+    // The body of the frame being served: its view must outlive the input buffer, which ExtraInfo
+    // replies move and grow. A copy of a request frame costs far less than the call around it.
     let mutable callBody = ArrayPool<byte>.Shared.Rent 4096
     let mutable cts = new CancellationTokenSource()
+    // Set by the server to stop, and by the loop while it waits for a call with nothing buffered;
+    // each side writes its own flag, fences, then reads the other's, so one of them sees both.
+    [<VolatileField>]
     let mutable stopping = false
+
+    [<VolatileField>]
+    let mutable idle = false
 
     let keepBody (body: ReadOnlySequence<byte>) =
         let n = int body.Length
@@ -84,11 +89,7 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
             ArrayPool<byte>.Shared.Return callBody
             callBody <- ArrayPool<byte>.Shared.Rent 4096
 
-    let decodeReply (body: ReadOnlySequence<byte>) =
-        if body.IsSingleSegment then
-            Decode.extraInfoResp body.FirstSpan
-        else
-            Decode.extraInfoResp (ReadOnlySpan(body.ToArray()))
+    let decodeReply (body: ReadOnlySequence<byte>) = Decode.extraInfoResp body.FirstSpan
 
     let freshDeadline () =
         if not (cts.TryReset()) then
@@ -136,27 +137,22 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
             let mutable waiting = true
 
             while waiting do
-                let! r = reader.ReadAsync ct
-
-                match Frame.tryRead maxFrame r.Buffer with
-                | Frame(FrameType.ExtraInfo, body, rest) ->
-                    let decoded = decodeReply body
-                    reader.AdvanceTo rest.Start
-
-                    match decoded with
+                match input.TryTake() with
+                | Frame(FrameType.ExtraInfo, body, _) ->
+                    match decodeReply body with
                     | Ok resp ->
                         reply <- resp.Result
                         waiting <- false
                     | Error e -> raise (ConnectionBroken $"undecodable ExtraInfo reply: {e.Describe()}")
-                | Frame(other, _, rest) ->
-                    reader.AdvanceTo rest.Start
-                    raise (ConnectionBroken $"expected an ExtraInfo reply, got frame type {byte other}")
+                | Frame(other, _, _) -> raise (ConnectionBroken $"expected an ExtraInfo reply, got frame type {byte other}")
                 | TooLarge n -> raise (ConnectionBroken $"ExtraInfo reply of {n} bytes exceeds the frame limit")
                 | Incomplete ->
-                    reader.AdvanceTo(r.Buffer.Start, r.Buffer.End)
+                    let! n = socket.ReceiveAsync(input.Free(), SocketFlags.None, ct)
 
-                    if r.IsCompleted then
+                    if n = 0 then
                         raise (ConnectionBroken "APISIX closed the connection during an ExtraInfo exchange")
+
+                    input.Received n
 
             return reply
         }
@@ -289,19 +285,14 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                     c.Serve(ResponsePhase, view.Id, view.ConfToken, chain.ResponseFilters, chain.ResponsePrefetch, ct)
         | other -> c.Reject $"frame type {byte other} is not a call APISIX starts"
 
-    /// The next read; none when stopping and nothing more has arrived, so that only calls already
-    /// received are served.
-    member private _.NextRead() : ValueTask<ReadResult> voption =
-        if not stopping then
-            ValueSome(reader.ReadAsync())
+    /// Whether to wait for more bytes: while stopping, only for a frame already on its way.
+    member private _.ShouldReceive() =
+        if input.Buffered > 0 then
+            true
         else
-            let mutable r = Unchecked.defaultof<ReadResult>
-
-            if reader.TryRead(&r) && (not r.Buffer.IsEmpty || r.IsCompleted) then
-                ValueSome(ValueTask<ReadResult>(r))
-            else
-                if r.IsCanceled then reader.AdvanceTo r.Buffer.Start
-                if socket.Available > 0 then ValueSome(reader.ReadAsync()) else ValueNone
+            idle <- true
+            Interlocked.MemoryBarrier()
+            not stopping || socket.Available > 0
 
     /// Serves the connection until APISIX closes it, the stream breaks, or the runner stops.
     member c.RunAsync() : Task =
@@ -311,27 +302,21 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                     let mutable open' = true
 
                     while open' do
-                        match c.NextRead() with
-                        | ValueNone -> open' <- false
-                        | ValueSome next ->
-                            let! r = next
-
-                            match Frame.tryRead maxFrame r.Buffer with
-                            | Frame(frameType, body, rest) ->
-                                let kept = keepBody body
-                                reader.AdvanceTo rest.Start
-                                let! keep = c.Handle(frameType, kept)
-                                releaseBody ()
-                                open' <- keep
-                            | TooLarge n ->
-                                reader.AdvanceTo r.Buffer.Start
-                                let! _ = c.Reject $"frame body of {n} bytes exceeds the limit of {maxFrame}"
-                                open' <- false
-                            | Incomplete ->
-                                reader.AdvanceTo(r.Buffer.Start, r.Buffer.End)
-                                open' <- not r.IsCompleted
+                        match input.TryTake() with
+                        | Frame(frameType, body, _) ->
+                            let kept = keepBody body
+                            let! keep = c.Handle(frameType, kept)
+                            releaseBody ()
+                            open' <- keep
+                        | TooLarge n ->
+                            let! _ = c.Reject $"frame body of {n} bytes exceeds the limit of {maxFrame}"
+                            open' <- false
+                        | Incomplete when c.ShouldReceive() ->
+                            let! n = socket.ReceiveAsync(input.Free(), SocketFlags.None)
+                            idle <- false
+                            if n = 0 then open' <- false else input.Received n
+                        | Incomplete -> open' <- false
                 with
-                | :? IOException
                 | :? SocketException
                 | :? ObjectDisposedException -> ()
                 | ex -> Log.connectionFailed.Invoke(ctx.Logger, ex)
@@ -339,10 +324,14 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                 c.Dispose()
         }
 
-    /// Stop taking new calls: the call in progress and any already received are still answered.
+    /// Stop taking new calls: the call in progress and any already received are still answered;
+    /// a connection waiting with nothing received is closed now.
     member _.Drain() =
         stopping <- true
-        reader.CancelPendingRead()
+        Interlocked.MemoryBarrier()
+
+        if idle && socket.Available = 0 then
+            socket.Dispose()
 
     /// Ends the connection now, cancelling the call in progress.
     member c.Abort() =
@@ -359,8 +348,8 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
         with :? ObjectDisposedException ->
             ()
 
-        reader.Complete()
-        stream.Dispose()
+        socket.Dispose()
+        input.Dispose()
         answers.Dispose()
         asks.Dispose()
 

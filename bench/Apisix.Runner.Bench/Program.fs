@@ -24,14 +24,20 @@ let config =
         .WithOptions(ConfigOptions.JoinSummary)
         .WithOrderer(DefaultOrderer(SummaryOrderPolicy.Declared, MethodOrderPolicy.Declared))
 
-[<EntryPoint>]
-let main args =
+/// Runs the BenchmarkDotNet suite; a benchmark that failed to build or run makes it fail.
+let private benchmarks (args: string[]) =
     let summaries =
         BenchmarkSwitcher.FromAssembly(typeof<CodecBenchmarks>.Assembly).Run(args, config)
 
-    // A benchmark that failed to build or run makes the run fail, so the build script notices.
     let failed =
         summaries
         |> Seq.exists (fun s -> s.HasCriticalValidationErrors || s.Reports |> Seq.exists (fun r -> not r.Success))
 
     if failed then 1 else 0
+
+[<EntryPoint>]
+let main args =
+    match args with
+    | [| "alloc" |] -> AllocationProbe.run 1_000_000
+    | [| "alloc"; calls |] -> AllocationProbe.run (int calls)
+    | _ -> benchmarks args

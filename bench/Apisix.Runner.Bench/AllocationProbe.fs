@@ -1,0 +1,103 @@
+/// Bytes allocated per call by the whole runner (frame read, decode, conf lookup, chain, encode,
+/// write), measured in-process: a RunnerServer on a temporary socket, driven by a client on
+/// blocking sockets with preallocated buffers, which allocates nothing itself. Run with
+/// `dotnet run -c Release -- alloc [calls]`.
+module Apisix.Runner.Bench.AllocationProbe
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Net.Sockets
+open System.Text
+open System.Threading
+open Microsoft.Extensions.Logging.Abstractions
+open Apisix.Runner
+
+/// The two answers issue 5 asks about: a Stop (`say`) and a Rewrite (`request-body-rewrite`).
+let private plugins =
+    let hello = ReadOnlyMemory(Encoding.UTF8.GetBytes "hello")
+    let newBody = ReadOnlyMemory(Encoding.UTF8.GetBytes """{"rewritten":true}""")
+
+    [ Plugin.ofFilter "say" (fun _ resp ->
+          resp.AddHeader("X-Resp-A6-Runner", "DotNet")
+          resp.SetBody hello
+          Filter.stop)
+      Plugin.ofFilter "request-body-rewrite" (fun req _ ->
+          req.SetBody newBody
+          Filter.next) ]
+
+let private frameOf (encode: FlatBufferBuilder -> Result<ReadOnlyMemory<byte>, EncodeError>) =
+    use b = new FlatBufferBuilder()
+
+    match encode b with
+    | Ok f -> f.ToArray()
+    | Error e -> failwith (e.Describe())
+
+/// Fills `buffer` from `start` up to `count` bytes; returns the new fill level.
+let private fill (s: Socket) (buffer: byte[]) (start: int) (count: int) =
+    let mutable got = start
+
+    while got < count do
+        let r = s.Receive(buffer, got, count - got, SocketFlags.None)
+        if r = 0 then failwith "the runner closed the connection"
+        got <- got + r
+
+    got
+
+/// Reads one whole frame into `buffer` (no closure: the client must allocate nothing); returns its type byte.
+let private readFrame (s: Socket) (buffer: byte[]) =
+    let got = fill s buffer 0 4
+    fill s buffer got (4 + ((int buffer[1] <<< 16) ||| (int buffer[2] <<< 8) ||| int buffer[3])) |> ignore
+    buffer[0]
+
+let private measure (s: Socket) (plugin: string) (calls: int) =
+    let buffer = Array.zeroCreate<byte> 65536
+    s.Send(frameOf (fun b -> Encode.prepareConfReq b { Conf = [| TextEntry.Set(plugin, "{}") |]; Key = ValueSome plugin })) |> ignore
+    readFrame s buffer |> ignore
+
+    let token =
+        match Decode.prepareConfResp (ReadOnlySpan(buffer, 4, buffer.Length - 4)) with
+        | Ok r -> r.ConfToken
+        | Error e -> failwith (e.Describe())
+
+    let call = frameOf (fun b -> Encode.httpReqCallReq b { Requests.request with ConfToken = token })
+
+    let once () =
+        s.Send call |> ignore
+
+        if readFrame s buffer <> byte FrameType.HttpReqCall then
+            failwith "the runner answered with an error frame"
+
+    for _ in 1..20_000 do
+        once ()
+
+    match Decode.httpReqCallResp (ReadOnlySpan(buffer, 4, buffer.Length - 4)) with
+    | Ok r -> printfn "%-22s answer: %A" plugin r.Action
+    | Error e -> failwith (e.Describe())
+
+    GC.Collect()
+    let before = GC.GetTotalAllocatedBytes true
+    let clock = Stopwatch.StartNew()
+
+    for _ in 1..calls do
+        once ()
+
+    let elapsed = clock.Elapsed
+    let allocated = GC.GetTotalAllocatedBytes true - before
+    printfn "%-22s %d calls: %.2f bytes allocated per call, %.1f us per call (1 connection, round trip)" plugin calls (float allocated / float calls) (elapsed.TotalMicroseconds / float calls)
+
+let run (calls: int) =
+    let path = Path.Combine(Path.GetTempPath(), $"apisix-probe-{Environment.ProcessId}.sock")
+    let options = RunnerOptions(ListenAddress = "unix:" + path)
+    let server = RunnerServer(options, plugins, NullLogger<RunnerServer>.Instance, TimeProvider.System)
+    server.StartAsync(CancellationToken.None).Wait()
+
+    try
+        for plugin in [ "say"; "request-body-rewrite" ] do
+            use s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+            s.Connect(UnixDomainSocketEndPoint path)
+            measure s plugin calls
+    finally
+        server.StopAsync(CancellationToken.None).Wait()
+
+    0
