@@ -125,6 +125,8 @@ public abstract class PluginBase<TConfig> : PluginBase
     /// reflection (trimming and Native AOT safe). To read configurations as the reflection default
     /// does, give its context
     /// <c>[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, PropertyNameCaseInsensitive = true)]</c>.
+    /// Give properties with a default value (<c>= 100</c>) a <c>set</c> accessor, not <c>init</c>:
+    /// generated code sets init-only properties missing from the JSON to their type's default.
     /// </summary>
     /// <param name="configTypeInfo">For example <c>MyJsonContext.Default.MyConfig</c>.</param>
     protected PluginBase(JsonTypeInfo<TConfig> configTypeInfo)
