@@ -95,6 +95,22 @@ type internal Changes() =
         | ValueSome v -> v
         | ValueNone -> ValueNone
 
+/// Reading APISIX's entries in place.
+module internal OriginalEntries =
+    /// Every value of `name` (ASCII case ignored), in order; entries without a value give none.
+    let values (entries: TextEntries) (name: string) : string[] =
+        let values = List<string>()
+        let mutable i = entries.IndexOf name
+
+        while i >= 0 do
+            match entries.Value i with
+            | ValueSome v -> values.Add v
+            | ValueNone -> ()
+
+            i <- entries.IndexOf(name, i + 1)
+
+        values.ToArray()
+
 /// The request a filter sees: what APISIX sent, with the changes made so far in the chain applied.
 /// Reading marks nothing as changed; only the Set/Add/Delete methods do, and only what changed is
 /// sent back. In the response phase APISIX sends no request line or headers: there the request
@@ -162,23 +178,13 @@ type Request internal () =
     member _.Arg(name: string) : string voption =
         if args.Contains name then args.First name else view.Args.TryFind name
 
+    /// Every value of a header (ASCII case ignored), in order, changes included; empty when absent or deleted.
+    member _.HeaderValues(name: string) : string[] =
+        if headers.Contains name then headers.Values name else OriginalEntries.values view.Headers name
+
     /// Every value of a query argument, changes included.
     member _.ArgValues(name: string) : string[] =
-        if args.Contains name then
-            args.Values name
-        else
-            let all = view.Args
-            let values = List<string>()
-            let mutable i = all.IndexOf name
-
-            while i >= 0 do
-                match all.Value i with
-                | ValueSome v -> values.Add v
-                | ValueNone -> ()
-
-                i <- all.IndexOf(name, i + 1)
-
-            values.ToArray()
+        if args.Contains name then args.Values name else OriginalEntries.values view.Args name
 
     /// Sends the request upstream to another path.
     member _.SetPath(value: string) =
@@ -293,6 +299,11 @@ type Response internal () =
     /// The first value of a header: as set in this chain, else the upstream's.
     member _.Header(name: string) : string voption =
         if headers.Contains name then headers.First name else upstream.Headers.TryFind name
+
+    /// Every value of a header (ASCII case ignored), in order: as set in this chain, else the
+    /// upstream's; empty when absent or deleted.
+    member _.HeaderValues(name: string) : string[] =
+        if headers.Contains name then headers.Values name else OriginalEntries.values upstream.Headers name
 
     /// Sets a header, replacing every value it had.
     member _.SetHeader(name: string, value: string) = headers.Set(name, value)

@@ -80,6 +80,13 @@ type RunnerServiceCollectionExtensions =
     [<Extension>]
     static member AddPlugin(services: IServiceCollection, plugin: Plugin) = services.AddSingleton<Plugin> plugin
 
+    /// Registers a plugin made from the runner's services when the host starts, for plugins whose
+    /// filters need services (loggers, options, clients): `factory` runs once, with the built container.
+    [<Extension>]
+    static member AddPlugin(services: IServiceCollection, factory: Func<IServiceProvider, Plugin>) =
+        if isNull factory then nullArg (nameof factory)
+        services.AddSingleton<Plugin> factory
+
 /// Starting a runner the way APISIX expects: quiet logging, settings from the environment.
 [<AbstractClass; Sealed>]
 type RunnerHost =

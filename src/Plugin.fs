@@ -1,6 +1,9 @@
 namespace Apisix.Runner
 
 open System
+open System.Diagnostics.CodeAnalysis
+open System.Text.Json
+open System.Text.Json.Serialization.Metadata
 
 /// What a plugin contributes to one route configuration: its filters for the request phase
 /// (ext-plugin-pre-req / post-req) and the response phase (ext-plugin-post-resp), and what it
@@ -17,6 +20,77 @@ type PluginFilters =
 type Plugin =
     { Name: string
       Prepare: string -> Result<PluginFilters, string> }
+
+/// Binding a plugin's JSON configuration to a type with System.Text.Json, once per PrepareConf,
+/// then checking it. Names are read as the Go runner's samples write them: snake_case
+/// (`HttpStatus` reads `"http_status"`), case ignored.
+module PluginConfig =
+    [<Literal>]
+    let private ReflectionWarning =
+        "Binds the configuration with reflection-based System.Text.Json; pass a source-generated JsonTypeInfo instead."
+
+    let mutable private reflection: JsonSerializerOptions = null
+
+    /// Reflection-based options with the Go runner's naming (snake_case, case ignored), made once
+    /// and read-only. Not for trimmed or Native AOT builds: there, use a source-generated context
+    /// with `[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    /// PropertyNameCaseInsensitive = true)]`.
+    [<RequiresUnreferencedCode(ReflectionWarning); RequiresDynamicCode(ReflectionWarning)>]
+    let reflectionOptions () : JsonSerializerOptions =
+        match reflection with
+        | null ->
+            let options =
+                JsonSerializerOptions(
+                    PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+                    PropertyNameCaseInsensitive = true,
+                    TypeInfoResolver = DefaultJsonTypeInfoResolver()
+                )
+
+            options.MakeReadOnly()
+            // Two threads racing here each make equal options; either one is kept.
+            reflection <- options
+            options
+        | options -> options
+
+    /// The reflection-based JsonTypeInfo of 'T under `reflectionOptions`, for `bind`. Not for
+    /// trimmed or Native AOT builds: pass a source-generated JsonTypeInfo to `bind` there.
+    [<RequiresUnreferencedCode(ReflectionWarning); RequiresDynamicCode(ReflectionWarning)>]
+    let reflectionTypeInfo<'T> () : JsonTypeInfo<'T> =
+        reflectionOptions().GetTypeInfo(typeof<'T>) :?> JsonTypeInfo<'T>
+
+    /// Binds a JSON configuration to 'T, then checks it with `validate`. An empty configuration
+    /// reads as `{}`. JSON that does not bind gives `invalid JSON configuration: ...`, the literal
+    /// `null` gives one message, and every message of `validate` is kept, in order. Trimming and
+    /// Native AOT safe with a source-generated `typeInfo`.
+    let bind (typeInfo: JsonTypeInfo<'T>) (validate: 'T -> string seq) (json: string) : Result<'T, string list> =
+        if isNull typeInfo then nullArg (nameof typeInfo)
+        let text = if String.IsNullOrWhiteSpace json then "{}" else json
+
+        let parsed =
+            try
+                Ok(JsonSerializer.Deserialize(text, typeInfo))
+            with :? JsonException as e ->
+                Error [ $"invalid JSON configuration: {e.Message}" ]
+
+        match parsed with
+        | Error problems -> Error problems
+        | Ok config when isNull (box config) -> Error [ "the configuration is null: expected a JSON object" ]
+        | Ok config ->
+            match List.ofSeq (validate config) with
+            | [] -> Ok config
+            | problems -> Error problems
+
+    /// The rejection of a configuration, from its problems: one line, as APISIX's error and the
+    /// runner's log give it.
+    let describe (problems: string seq) : string = String.Join("; ", problems)
+
+    /// A configuration parser for `Plugin.create` and `Plugin.createResponse`: `bind`, with the
+    /// problems of a rejection made one message by `describe`.
+    let parser (typeInfo: JsonTypeInfo<'T>) (validate: 'T -> string seq) : string -> Result<'T, string> =
+        fun json -> bind typeInfo validate json |> Result.mapError describe
+
+    /// The validator that accepts every configuration.
+    let accept (_: 'T) : string seq = Seq.empty
 
 module Plugin =
     /// A plugin whose configuration parses to 'Conf, with a request filter made from it.
@@ -40,6 +114,20 @@ module Plugin =
                     { Request = ValueNone
                       Response = ValueSome(filter conf)
                       Prefetch = [] }) }
+
+    /// A plugin whose JSON configuration binds to 'Conf (see `PluginConfig.bind`) and passes
+    /// `validate`, with a request filter made from it, once per PrepareConf.
+    let ofJson (name: string) (typeInfo: JsonTypeInfo<'Conf>) (validate: 'Conf -> string seq) (filter: 'Conf -> Filter) : Plugin =
+        create name (PluginConfig.parser typeInfo validate) filter
+
+    /// A plugin whose JSON configuration binds to 'Conf and passes `validate`, with a response filter made from it.
+    let ofJsonResponse
+        (name: string)
+        (typeInfo: JsonTypeInfo<'Conf>)
+        (validate: 'Conf -> string seq)
+        (filter: 'Conf -> Filter)
+        : Plugin =
+        createResponse name (PluginConfig.parser typeInfo validate) filter
 
     /// A plugin that takes no configuration and always uses the same filter.
     let ofFilter (name: string) (filter: Filter) : Plugin =

@@ -93,6 +93,41 @@ type TestResult<'Answer> =
     { Answer: 'Answer
       ExtraInfo: ExtraInfo.Info list }
 
+/// Reading the decoded answers of a test run: lookups in TextEntry arrays (names compared
+/// without case, entries without a value being deletions) and bodies as text.
+module TestAnswer =
+    let private named (name: string) (e: TextEntry) =
+        String.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase)
+
+    /// The first value given to `name`; none when no entry with a value names it.
+    let first (name: string) (entries: TextEntry[]) : string voption =
+        match entries |> Array.tryFind (fun e -> named name e && e.Value.IsSome) with
+        | Some e -> e.Value
+        | None -> ValueNone
+
+    /// Every value given to `name`, in order; empty when none.
+    let values (name: string) (entries: TextEntry[]) : string[] =
+        entries |> Array.filter (fun e -> named name e && e.Value.IsSome) |> Array.map (fun e -> e.Value.Value)
+
+    /// Whether an entry without a value (a deletion, in a Rewrite) names `name`.
+    let deletes (name: string) (entries: TextEntry[]) : bool =
+        entries |> Array.exists (fun e -> named name e && e.Value.IsNone)
+
+    /// A body as UTF-8 text; empty when there is none.
+    let text (body: byte[]) : string =
+        if isNull body then "" else Encoding.UTF8.GetString body
+
+    /// Whether a response-phase answer leaves the upstream's status, headers and body as they are.
+    let isUnchanged (answer: HttpRespCall.Resp) : bool =
+        answer.Status = 0us && Array.isEmpty answer.Headers && Array.isEmpty answer.Body
+
+    /// The kind of a request-phase answer, for assertion messages: `no action`, `Stop` or `Rewrite`.
+    let describe (action: HttpReqCall.Action) : string =
+        match action with
+        | HttpReqCall.NoAction -> "no action"
+        | HttpReqCall.Stop _ -> "Stop"
+        | HttpReqCall.Rewrite _ -> "Rewrite"
+
 /// Answers ExtraInfo from the test's tables, recording what was asked.
 [<Sealed>]
 type private TableSource(vars: Dictionary<string, string>, reqBody: byte[], respBody: byte[]) =

@@ -6,8 +6,9 @@ namespace Apisix.Runner.CSharp;
 /// C# accessors over the F# <see cref="Request"/>: the same reads, with <c>null</c> for "none"
 /// instead of <see cref="FSharpValueOption{T}"/>. Changes go through the request's own methods
 /// (<c>SetPath</c>, <c>SetHeader</c>, <c>DeleteHeader</c>, <c>SetArg</c>, <c>AddArg</c>,
-/// <c>DeleteArg</c>, <c>SetBody</c>); <c>ArgValues</c>, <c>Path</c>, <c>Method</c>, <c>SrcIp</c>,
-/// <c>OriginalHeaders</c> and <c>OriginalArgs</c> are read directly.
+/// <c>DeleteArg</c>, <c>SetBody</c>); <c>HeaderValues</c>, <c>ArgValues</c> (every value, changes
+/// included), <c>Path</c>, <c>Method</c>, <c>SrcIp</c>, <c>OriginalHeaders</c> and
+/// <c>OriginalArgs</c> are read directly.
 /// </summary>
 public static class RequestExtensions
 {
@@ -61,7 +62,8 @@ public static class RequestExtensions
 /// C# accessors over the F# <see cref="Response"/>, with <c>null</c> for "none". In the request
 /// phase the response is what a Stop answers with; in the response phase it starts as the
 /// upstream's answer (<c>UpstreamStatus</c>, <c>UpstreamHeaders</c>). Set it with <c>Status</c>,
-/// <c>SetHeader</c>, <c>AddHeader</c>, <c>DeleteHeader</c> and <c>SetBody</c>.
+/// <c>SetHeader</c>, <c>AddHeader</c>, <c>DeleteHeader</c> and <c>SetBody</c>; read every value of
+/// a header, changes included, with <c>HeaderValues</c> directly.
 /// </summary>
 public static class ResponseExtensions
 {

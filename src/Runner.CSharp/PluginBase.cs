@@ -1,6 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
-using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using Microsoft.FSharp.Core;
 
 namespace Apisix.Runner.CSharp;
 
@@ -98,7 +98,9 @@ public abstract class PluginBase
 /// </summary>
 /// <remarks>
 /// Property names are snake_case (<c>HttpStatus</c> reads <c>"http_status"</c>), matched without
-/// case, as in the Go runner's samples. An empty configuration reads as <c>{}</c>.
+/// case, as in the Go runner's samples. An empty configuration reads as <c>{}</c>. The binding and
+/// its messages are the F# core's <see cref="PluginConfig"/> (<c>PluginConfig.bind</c>), which F#
+/// plugins use through <c>Plugin.ofJson</c>.
 /// </remarks>
 /// <typeparam name="TConfig">The configuration type, usually a record with init properties.</typeparam>
 public abstract class PluginBase<TConfig> : PluginBase
@@ -116,7 +118,7 @@ public abstract class PluginBase<TConfig> : PluginBase
     [RequiresUnreferencedCode("Binds the configuration with reflection; pass a source-generated JsonTypeInfo<TConfig> instead.")]
     [RequiresDynamicCode("Binds the configuration with reflection; pass a source-generated JsonTypeInfo<TConfig> instead.")]
     protected PluginBase()
-        : this(s_reflected ??= ConfigJson.ReflectionTypeInfo<TConfig>())
+        : this(s_reflected ??= PluginConfig.reflectionTypeInfo<TConfig>())
     {
     }
 
@@ -153,49 +155,17 @@ public abstract class PluginBase<TConfig> : PluginBase
 
     private protected sealed override IReadOnlyList<string> Bind(string rawConfig)
     {
-        TConfig? config;
+        var bound = PluginConfig.bind(
+            _typeInfo,
+            FuncConvert.FromFunc<TConfig, IEnumerable<string>>(config =>
+            {
+                // Validate may read Config: set it before.
+                _config = config;
+                _bound = true;
+                return Validate(config);
+            }),
+            rawConfig);
 
-        try
-        {
-            config = JsonSerializer.Deserialize(string.IsNullOrWhiteSpace(rawConfig) ? "{}" : rawConfig, _typeInfo);
-        }
-        catch (JsonException e)
-        {
-            return [$"invalid JSON configuration: {e.Message}"];
-        }
-
-        if (config is null)
-        {
-            return ["the configuration is null: expected a JSON object"];
-        }
-
-        _config = config;
-        _bound = true;
-        return [.. Validate(config)];
-    }
-}
-
-/// <summary>The reflection-based configuration binding of <see cref="PluginBase{TConfig}"/>'s parameterless constructor.</summary>
-internal static class ConfigJson
-{
-    private static JsonSerializerOptions? s_options;
-
-    [RequiresUnreferencedCode("Reflection-based JSON binding.")]
-    [RequiresDynamicCode("Reflection-based JSON binding.")]
-    internal static JsonTypeInfo<T> ReflectionTypeInfo<T>() =>
-        (JsonTypeInfo<T>)(s_options ??= CreateOptions()).GetTypeInfo(typeof(T));
-
-    [RequiresUnreferencedCode("Reflection-based JSON binding.")]
-    [RequiresDynamicCode("Reflection-based JSON binding.")]
-    private static JsonSerializerOptions CreateOptions()
-    {
-        var options = new JsonSerializerOptions
-        {
-            PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-            PropertyNameCaseInsensitive = true,
-            TypeInfoResolver = new DefaultJsonTypeInfoResolver(),
-        };
-        options.MakeReadOnly();
-        return options;
+        return bound.IsOk ? [] : [.. bound.ErrorValue];
     }
 }

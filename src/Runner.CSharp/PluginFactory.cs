@@ -124,7 +124,7 @@ internal sealed class PluginDescription(string name, ObjectFactory factory, bool
 
         if (problems.Count > 0)
         {
-            return FSharpResult<PluginFilters, string>.NewError(string.Join("; ", problems));
+            return FSharpResult<PluginFilters, string>.NewError(PluginConfig.describe(problems));
         }
 
         var request = requestPhase

@@ -6,8 +6,9 @@ namespace Apisix.Runner.CSharp;
 
 /// <summary>
 /// Registration of C# plugins in the runner's services, next to the F# core's
-/// <c>services.AddPlugin(Plugin)</c>. Each registration adds one F# <see cref="Plugin"/> whose
-/// Prepare creates the plugin class through this container, once per route configuration.
+/// <c>services.AddPlugin(Plugin)</c>. Each registration goes through the core's
+/// <c>services.AddPlugin(Func&lt;IServiceProvider, Plugin&gt;)</c>: one F# <see cref="Plugin"/>
+/// whose Prepare creates the plugin class through this container, once per route configuration.
 /// </summary>
 public static class PluginServiceCollectionExtensions
 {
@@ -58,6 +59,6 @@ public static class PluginServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         var description = PluginFactory.Describe(type, name);
-        return services.AddSingleton(sp => description.ToPlugin(sp));
+        return RunnerServiceCollectionExtensions.AddPlugin(services, description.ToPlugin);
     }
 }

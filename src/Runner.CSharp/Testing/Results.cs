@@ -1,5 +1,3 @@
-using System.Text;
-
 namespace Apisix.Runner.CSharp.Testing;
 
 /// <summary>The answer to a request-phase call, as APISIX reads it: no action, a Stop or a Rewrite.</summary>
@@ -42,7 +40,7 @@ public sealed class RequestResult
     /// <returns><c>no action</c>, <c>Stop</c> or <c>Rewrite</c>.</returns>
     public override string ToString() => Describe();
 
-    private string Describe() => IsStop ? "Stop" : IsRewrite ? "Rewrite" : "no action";
+    private string Describe() => TestAnswer.describe(Answer.Action);
 }
 
 /// <summary>A Stop: the answer APISIX sends the client itself.</summary>
@@ -63,17 +61,17 @@ public sealed class StopAnswer
     public byte[] Body => Value.Body;
 
     /// <summary>The body as UTF-8 text; empty when none.</summary>
-    public string BodyText => Encoding.UTF8.GetString(Value.Body);
+    public string BodyText => TestAnswer.text(Value.Body);
 
     /// <summary>The first value of a header (case ignored).</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The value, or <c>null</c> when absent.</returns>
-    public string? Header(string name) => Entries.First(Value.Headers, name);
+    public string? Header(string name) => TestAnswer.first(name, Value.Headers).OrNull();
 
     /// <summary>Every value of a header (case ignored), in order.</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The values; empty when absent.</returns>
-    public IReadOnlyList<string> HeaderValues(string name) => Entries.All(Value.Headers, name);
+    public IReadOnlyList<string> HeaderValues(string name) => TestAnswer.values(name, Value.Headers);
 }
 
 /// <summary>A Rewrite: only what the chain changed, as APISIX applies it before going upstream.</summary>
@@ -100,37 +98,37 @@ public sealed class RewriteAnswer
     public byte[] Body => Value.Body;
 
     /// <summary>The new request body as UTF-8 text; empty when unchanged.</summary>
-    public string BodyText => Encoding.UTF8.GetString(Value.Body);
+    public string BodyText => TestAnswer.text(Value.Body);
 
     /// <summary>The value a request header is set to (case ignored).</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The value, or <c>null</c> when the header is not set (unchanged or deleted).</returns>
-    public string? Header(string name) => Entries.First(Value.Headers, name);
+    public string? Header(string name) => TestAnswer.first(name, Value.Headers).OrNull();
 
     /// <summary>Whether the rewrite deletes a request header (case ignored).</summary>
     /// <param name="name">The header name.</param>
     /// <returns><c>true</c> when an entry without a value names it.</returns>
-    public bool DeletesHeader(string name) => Entries.Deletes(Value.Headers, name);
+    public bool DeletesHeader(string name) => TestAnswer.deletes(name, Value.Headers);
 
     /// <summary>The first value a query argument is set to.</summary>
     /// <param name="name">The argument name.</param>
     /// <returns>The value, or <c>null</c> when the argument is not set (unchanged or deleted).</returns>
-    public string? Arg(string name) => Entries.First(Value.Args, name);
+    public string? Arg(string name) => TestAnswer.first(name, Value.Args).OrNull();
 
     /// <summary>Every value a query argument is set to, in order.</summary>
     /// <param name="name">The argument name.</param>
     /// <returns>The values; empty when not set.</returns>
-    public IReadOnlyList<string> ArgValues(string name) => Entries.All(Value.Args, name);
+    public IReadOnlyList<string> ArgValues(string name) => TestAnswer.values(name, Value.Args);
 
     /// <summary>Whether the rewrite deletes a query argument.</summary>
     /// <param name="name">The argument name.</param>
     /// <returns><c>true</c> when an entry without a value names it.</returns>
-    public bool DeletesArg(string name) => Entries.Deletes(Value.Args, name);
+    public bool DeletesArg(string name) => TestAnswer.deletes(name, Value.Args);
 
     /// <summary>The value a response header is set to (case ignored).</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The value, or <c>null</c> when not set.</returns>
-    public string? ResponseHeader(string name) => Entries.First(Value.RespHeaders, name);
+    public string? ResponseHeader(string name) => TestAnswer.first(name, Value.RespHeaders).OrNull();
 }
 
 /// <summary>The answer to a response-phase call, as APISIX reads it: what replaces the upstream's status, headers and body.</summary>
@@ -158,32 +156,18 @@ public sealed class ResponseResult
     public byte[] Body => Answer.Body;
 
     /// <summary>The new body as UTF-8 text; empty keeps the upstream's.</summary>
-    public string BodyText => Encoding.UTF8.GetString(Answer.Body);
+    public string BodyText => TestAnswer.text(Answer.Body);
 
     /// <summary>Whether the upstream's answer goes to the client as it is.</summary>
-    public bool IsUnchanged => Answer.Status == 0 && Answer.Headers.Length == 0 && Answer.Body.Length == 0;
+    public bool IsUnchanged => TestAnswer.isUnchanged(Answer);
 
     /// <summary>The first value of a header sent back (case ignored).</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The value, or <c>null</c> when absent.</returns>
-    public string? Header(string name) => Entries.First(Answer.Headers, name);
+    public string? Header(string name) => TestAnswer.first(name, Answer.Headers).OrNull();
 
     /// <summary>Every value of a header sent back (case ignored), in order.</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The values; empty when absent.</returns>
-    public IReadOnlyList<string> HeaderValues(string name) => Entries.All(Answer.Headers, name);
-}
-
-/// <summary>Lookups in decoded entry arrays, for the result helpers.</summary>
-internal static class Entries
-{
-    private static bool Named(TextEntry e, string name) => string.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase);
-
-    public static string? First(TextEntry[] entries, string name) =>
-        entries.Where(e => Named(e, name) && e.Value.IsSome).Select(e => e.Value.Value).FirstOrDefault();
-
-    public static IReadOnlyList<string> All(TextEntry[] entries, string name) =>
-        [.. entries.Where(e => Named(e, name) && e.Value.IsSome).Select(e => e.Value.Value)];
-
-    public static bool Deletes(TextEntry[] entries, string name) => entries.Any(e => Named(e, name) && e.Value.IsNone);
+    public IReadOnlyList<string> HeaderValues(string name) => TestAnswer.values(name, Answer.Headers);
 }
