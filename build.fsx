@@ -1,9 +1,14 @@
 // Build script: `dotnet fsi build.fsx <target>`. Plain F# calling the dotnet CLI, no packages needed.
 //   build   restore and build everything in Release, warnings as errors
 //   test    build, run every test project, print "N passed, M failed"
-//   bench   run the BenchmarkDotNet micro-benchmarks (bench/)
+//   bench   measure the sample runner against the floor (../shared/loadgen), the micro-benchmarks,
+//           allocations per call, start time and memory; writes docs/performance.md
+//           (BENCH_ROUNDS, default 3, and BENCH_SECONDS, default 5, size the load runs)
 //   pack    make the NuGet packages of the F# core and the C# facade into artifacts/packages
+//   publish the sample runner as one self-contained file and as a Native AOT binary, in artifacts/publish
 //   run     start the sample runner (APISIX_LISTEN_ADDRESS defaults to unix:/tmp/runner.sock)
+#load "bench/Report.fsx"
+
 open System
 open System.Diagnostics
 open System.IO
@@ -64,8 +69,124 @@ let test () =
     printfn "%d passed, %d failed" passed failed
     if failed > 0 || passed = 0 then exit 1
 
+let artifacts = Path.Combine(root, "artifacts")
+let sampleProject = Path.Combine(root, "samples", "SampleRunner", "SampleRunner.csproj")
+
+/// The sample runner as one self-contained executable (what `ext-plugin.cmd` points at).
+let publishSingleFile (dir: string) =
+    dotnet [ "publish"; sampleProject; "-c"; "Release"; "-r"; "linux-x64"; "--self-contained"; "-p:PublishSingleFile=true"; "-o"; dir ]
+
+/// The sample runner as a Native AOT binary: net9.0, the framework whose AOT packs are served here.
+let publishAot (dir: string) =
+    dotnet
+        [ "publish"; sampleProject; "-c"; "Release"; "-r"; "linux-x64"; "-p:NativeAot=true"; "-p:PublishAot=true"
+          "--artifacts-path"; Path.Combine(artifacts, "aot-build"); "-o"; dir ]
+
+let publish () =
+    publishSingleFile (Path.Combine(artifacts, "publish", "single-file"))
+    publishAot (Path.Combine(artifacts, "publish", "aot"))
+    // The RID-specific publishes restored the projects for linux-x64; restore them back for builds and tests.
+    dotnet [ "restore"; solution ]
+
+let envOr (name: string) (fallback: int) =
+    match Environment.GetEnvironmentVariable name with
+    | null
+    | "" -> fallback
+    | v -> int v
+
+/// Milliseconds from start until the socket accepts, idle RSS, and RSS with 1,000 open connections (kB).
+let startAndMemory (file: string) (args: string list) =
+    let sock = Path.Combine(Path.GetTempPath(), $"bench-start-{Guid.NewGuid():N}.sock")
+    let rss (p: Process) =
+        File.ReadAllLines $"/proc/{p.Id}/status"
+        |> Array.find (fun l -> l.StartsWith "VmRSS:")
+        |> fun l -> int64 (l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1])
+
+    let connect () =
+        let s = new Net.Sockets.Socket(Net.Sockets.AddressFamily.Unix, Net.Sockets.SocketType.Stream, Net.Sockets.ProtocolType.Unspecified)
+        s.Connect(Net.Sockets.UnixDomainSocketEndPoint sock)
+        s
+
+    let psi = ProcessStartInfo(file, args, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true)
+    psi.Environment["APISIX_LISTEN_ADDRESS"] <- "unix:" + sock
+    psi.Environment["APISIX_CONF_EXPIRE_TIME"] <- "3600"
+    let clock = Stopwatch.StartNew()
+    use p = Process.Start psi
+
+    let rec waitReady () =
+        try
+            (connect ()).Dispose()
+            clock.Elapsed.TotalMilliseconds
+        with :? Net.Sockets.SocketException when clock.Elapsed < TimeSpan.FromSeconds 20.0 ->
+            Threading.Thread.Sleep 1
+            waitReady ()
+
+    let ready = waitReady ()
+    Threading.Thread.Sleep 1000
+    let idle = rss p
+    let open' = [ for _ in 1..1000 -> connect () ]
+    Threading.Thread.Sleep 1000
+    let loaded = rss p
+
+    for s in open' do
+        s.Dispose()
+
+    p.Kill()
+    ready, idle, loaded
+
 let bench () =
-    dotnet [ "run"; "--project"; Path.Combine(root, "bench", "Apisix.Runner.Bench"); "-c"; "Release"; "--"; "--filter"; "*" ]
+    let out = Path.Combine(artifacts, "bench")
+    let rounds, seconds = envOr "BENCH_ROUNDS" 3, envOr "BENCH_SECONDS" 5
+    publishSingleFile (Path.Combine(out, "jit"))
+    publishAot (Path.Combine(out, "aot"))
+    build ()
+
+    // ../shared may be read-only: build loadgen and the floor in a copy.
+    let loadgen = Path.Combine(out, "loadgen")
+    Directory.CreateDirectory loadgen |> ignore
+
+    for f in Directory.GetFiles(Path.Combine(root, "..", "shared", "loadgen")) do
+        File.Copy(f, Path.Combine(loadgen, Path.GetFileName f), true)
+
+    if fst (exec "make" [ "-C"; loadgen; "-s"; "loadgen"; "floor" ] []) <> 0 then failwith "building loadgen failed"
+
+    let jit = Path.Combine(out, "jit", "SampleRunner")
+    let aot = Path.Combine(out, "aot", "SampleRunner")
+
+    let scenarios =
+        [ "say", "say", """{"body":"hello"}""", "stop"
+          "rewrite", "request-body-rewrite", """{"new_body":"rewritten"}""", "rewrite" ]
+
+    for name, plugin, conf, expect in scenarios do
+        let code, _ =
+            exec
+                "bash"
+                [ Path.Combine(loadgen, "compare.sh"); "-d"; string seconds; "-w"; "1"; "-c"; "1 16 64"; "-r"; string rounds; "-q"; "20"
+                  "-o"; Path.Combine(out, name); "-l"; $"--conf-name {plugin} --conf-value {conf} --expect-action {expect}"
+                  $"jit={jit}"; $"aot={aot}"; $"aot-inline=env Runner__InlineCompletions=true {aot}" ]
+                []
+
+        if code <> 0 then failwith $"compare.sh failed for {name}"
+
+    let benchProject = Path.Combine(root, "bench", "Apisix.Runner.Bench")
+    dotnet [ "build"; benchProject; "-c"; "Release"; "-nologo" ]
+    let _, alloc = exec "dotnet" [ "run"; "--project"; benchProject; "-c"; "Release"; "--no-build"; "--"; "alloc"; "1000000" ] []
+    dotnet [ "run"; "--project"; benchProject; "-c"; "Release"; "--no-build"; "--"; "--filter"; "*"; "--artifacts"; Path.Combine(out, "micro") ]
+    let micro = Directory.GetFiles(Path.Combine(out, "micro", "results"), "*-report-github.md") |> Array.map File.ReadAllText
+
+    let memory =
+        [ "aot", startAndMemory aot []
+          "jit (single file)", startAndMemory jit []
+          "dotnet SampleRunner.dll", startAndMemory "dotnet" [ Path.Combine(root, "samples", "SampleRunner", "bin", "Release", "net10.0", "SampleRunner.dll") ] ]
+
+    Report.write
+        (Path.Combine(root, "docs"))
+        rounds
+        seconds
+        [ for name, plugin, _, _ in scenarios -> plugin, Report.summarize (Report.readRuns (Path.Combine(out, name, "results.jsonl"))) ]
+        (alloc |> List.filter (fun l -> l.Contains "allocated per call"))
+        micro
+        memory
 
 let pack () =
     build ()
@@ -81,7 +202,7 @@ let run () =
         | a -> a
 
     let code, _ =
-        exec "dotnet" [ "run"; "--project"; Path.Combine(root, "samples", "SampleRunner"); "-c"; "Release" ] [ "APISIX_LISTEN_ADDRESS", address ]
+        exec "dotnet" [ "run"; "--project"; Path.Combine(root, "samples", "SampleRunner"); "-c"; "Release" ] [ ("APISIX_LISTEN_ADDRESS", address) ]
 
     exit code
 
@@ -90,7 +211,8 @@ match fsi.CommandLineArgs |> Array.skip 1 |> List.ofArray with
 | [ "test" ] -> test ()
 | [ "bench" ] -> bench ()
 | [ "pack" ] -> pack ()
+| [ "publish" ] -> publish ()
 | [ "run" ] -> run ()
 | args ->
-    eprintfn "usage: dotnet fsi build.fsx build|test|bench|pack|run (got: %s)" (String.Join(' ', args))
+    eprintfn "usage: dotnet fsi build.fsx build|test|bench|pack|publish|run (got: %s)" (String.Join(' ', args))
     exit 2

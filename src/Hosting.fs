@@ -32,6 +32,11 @@ module RunnerConfiguration =
                     []
                 | ValueNone -> [ $"{key} has an unreadable value '{text}'" ]
 
+        let bool' (s: string) =
+            match Boolean.TryParse s with
+            | true, v -> ValueSome v
+            | _ -> ValueNone
+
         let int' (s: string) =
             match Int32.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture) with
             | true, v -> ValueSome v
@@ -43,7 +48,8 @@ module RunnerConfiguration =
           yield! read "Runner:CallTimeout" section["CallTimeout"] timeSpan (fun v -> options.CallTimeout <- v)
           yield! read "Runner:MaxFrameBytes" section["MaxFrameBytes"] int' (fun v -> options.MaxFrameBytes <- v)
           yield! read "Runner:ConfCacheCapacity" section["ConfCacheCapacity"] int' (fun v -> options.ConfCacheCapacity <- v)
-          yield! read "Runner:ShutdownTimeout" section["ShutdownTimeout"] timeSpan (fun v -> options.ShutdownTimeout <- v) ]
+          yield! read "Runner:ShutdownTimeout" section["ShutdownTimeout"] timeSpan (fun v -> options.ShutdownTimeout <- v)
+          yield! read "Runner:InlineCompletions" section["InlineCompletions"] bool' (fun v -> options.InlineCompletions <- v) ]
 
 /// Registration of the runner in a .NET host.
 [<Extension; AbstractClass; Sealed>]
@@ -122,6 +128,11 @@ type RunnerHost =
             try
                 builder.Services.AddApisixRunner(builder.Configuration, configure) |> ignore
                 use host = builder.Build()
+
+                // .NET reads this once, when the first socket is made: the server has made none yet.
+                if host.Services.GetRequiredService<RunnerOptions>().InlineCompletions then
+                    Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1")
+
                 do! host.RunAsync()
                 return 0
             with ex ->

@@ -1,3 +1,4 @@
+using System.Text;
 using Apisix.Runner.CSharp;
 
 namespace Apisix.Runner.Samples.Plugins;
@@ -16,16 +17,25 @@ public sealed record SayConfig
 /// </summary>
 public sealed class SayPlugin() : PluginBase<SayConfig>(SampleJsonContext.Default.SayConfig)
 {
+    private ReadOnlyMemory<byte> _body; // encoded once per route configuration, not per request
+
+    /// <inheritdoc/>
+    protected override IEnumerable<string> Validate(SayConfig config)
+    {
+        _body = Encoding.UTF8.GetBytes(config.Body ?? "");
+        return [];
+    }
+
     /// <inheritdoc/>
     public override ValueTask<Decision> FilterAsync(Request request, Response response, CancellationToken cancellationToken)
     {
-        if (string.IsNullOrEmpty(Config.Body))
+        if (_body.IsEmpty)
         {
             return Continue();
         }
 
         response.SetHeader("X-Resp-A6-Runner", "DotNet");
-        response.SetBody(Config.Body);
+        response.SetBody(_body);
         return Stop();
     }
 }
