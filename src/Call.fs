@@ -1,5 +1,6 @@
 namespace Apisix.Runner
 
+open System.Threading
 open System.Threading.Tasks
 
 /// Which kind of call APISIX made: a request to filter (HTTPReqCall) or an upstream answer (HTTPRespCall).
@@ -26,6 +27,16 @@ type internal CallRunner() =
         else
             let struct (name, _) = filters[min current (filters.Length - 1)]
             name
+
+    /// Sets up a request-phase call: the request as APISIX sent it, an empty answer.
+    member _.StartRequest(view: HttpReqCallView, source: IExtraInfoSource, ct: CancellationToken) =
+        request.Reset(view, view.Id, source, ct)
+        response.Reset(Unchecked.defaultof<_>, source, ct)
+
+    /// Sets up a response-phase call: the upstream's answer, no request line or headers.
+    member _.StartResponse(view: HttpRespCallView, source: IExtraInfoSource, ct: CancellationToken) =
+        request.Reset(Unchecked.defaultof<_>, view.Id, source, ct)
+        response.Reset(view, source, ct)
 
     /// Hands a prefetched value to the object that serves it.
     member _.Prefetched(info: ExtraInfo.Info, value: byte[] voption) =

@@ -57,8 +57,6 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
     let asks = new FlatBufferBuilder(256)
     let batch = ArrayBufferWriter<byte>(256)
     let call = CallRunner()
-    let request = call.Request
-    let response = call.Response
     let gate = new SemaphoreSlim(1, 1)
     let maxFrame = ctx.Options.MaxFrameBytes
     // The body of the frame being served: its view must outlive the input buffer, which ExtraInfo
@@ -269,8 +267,7 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                 | ValueNone -> c.TokenNotFound view.ConfToken
                 | ValueSome chain ->
                     let ct = freshDeadline ()
-                    request.Reset(view, view.Id, c, ct)
-                    response.Reset(Unchecked.defaultof<_>, c, ct)
+                    call.StartRequest(view, c, ct)
                     c.Serve(RequestPhase, view.Id, view.ConfToken, chain.RequestFilters, chain.RequestPrefetch, ct)
         | FrameType.HttpRespCall ->
             match HttpRespCallView.Read body with
@@ -280,8 +277,7 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                 | ValueNone -> c.TokenNotFound view.ConfToken
                 | ValueSome chain ->
                     let ct = freshDeadline ()
-                    request.Reset(Unchecked.defaultof<_>, view.Id, c, ct)
-                    response.Reset(view, c, ct)
+                    call.StartResponse(view, c, ct)
                     c.Serve(ResponsePhase, view.Id, view.ConfToken, chain.ResponseFilters, chain.ResponsePrefetch, ct)
         | other -> c.Reject $"frame type {byte other} is not a call APISIX starts"
 

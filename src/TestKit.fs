@@ -202,9 +202,7 @@ type PluginTestKit =
                 chain.RequestFilters,
                 chain.RequestPrefetch,
                 source,
-                (fun call ->
-                    call.Request.Reset(view, view.Id, source, CancellationToken.None)
-                    call.Response.Reset(Unchecked.defaultof<_>, source, CancellationToken.None)),
+                (fun call -> call.StartRequest(view, source, CancellationToken.None)),
                 view.Id,
                 fun (m: ReadOnlyMemory<byte>) -> Decode.httpReqCallResp m.Span
             )
@@ -234,9 +232,7 @@ type PluginTestKit =
                 chain.ResponseFilters,
                 chain.ResponsePrefetch,
                 source,
-                (fun call ->
-                    call.Request.Reset(Unchecked.defaultof<_>, view.Id, source, CancellationToken.None)
-                    call.Response.Reset(view, source, CancellationToken.None)),
+                (fun call -> call.StartResponse(view, source, CancellationToken.None)),
                 view.Id,
                 fun (m: ReadOnlyMemory<byte>) -> Decode.httpRespCallResp m.Span
             )
