@@ -63,13 +63,12 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
     // replies move and grow. A copy of a request frame costs far less than the call around it.
     let mutable callBody = ArrayPool<byte>.Shared.Rent 4096
     let mutable cts = new CancellationTokenSource()
-    // Set by the server to stop, and by the loop while it waits for a call with nothing buffered;
-    // each side writes its own flag, fences, then reads the other's, so one of them sees both.
-    [<VolatileField>]
-    let mutable stopping = false
+    // Cancels the wait for the next call when the runner stops. A cancelled receive that has
+    // already taken bytes completes with them, so no call that arrived is lost.
+    let idleStop = new CancellationTokenSource()
 
     [<VolatileField>]
-    let mutable idle = false
+    let mutable stopping = false
 
     let keepBody (body: ReadOnlySequence<byte>) =
         let n = int body.Length
@@ -281,15 +280,6 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                     c.Serve(ResponsePhase, view.Id, view.ConfToken, chain.ResponseFilters, chain.ResponsePrefetch, ct)
         | other -> c.Reject $"frame type {byte other} is not a call APISIX starts"
 
-    /// Whether to wait for more bytes: while stopping, only for a frame already on its way.
-    member private _.ShouldReceive() =
-        if input.Buffered > 0 then
-            true
-        else
-            idle <- true
-            Interlocked.MemoryBarrier()
-            not stopping || socket.Available > 0
-
     /// Serves the connection until APISIX closes it, the stream breaks, or the runner stops.
     member c.RunAsync() : Task =
         task {
@@ -307,11 +297,16 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                         | TooLarge n ->
                             let! _ = c.Reject $"frame body of {n} bytes exceeds the limit of {maxFrame}"
                             open' <- false
-                        | Incomplete when c.ShouldReceive() ->
-                            let! n = socket.ReceiveAsync(input.Free(), SocketFlags.None)
-                            idle <- false
-                            if n = 0 then open' <- false else input.Received n
-                        | Incomplete -> open' <- false
+                        | Incomplete when stopping && input.Buffered = 0 && socket.Available = 0 -> open' <- false
+                        | Incomplete ->
+                            // Awaited here, in the connection's one state machine, so waiting costs nothing.
+                            try
+                                let token = if stopping then CancellationToken.None else idleStop.Token
+                                let! n = socket.ReceiveAsync(input.Free(), SocketFlags.None, token)
+                                input.Received n
+                                open' <- n > 0
+                            with :? OperationCanceledException ->
+                                open' <- input.Buffered > 0 || socket.Available > 0
                 with
                 | :? SocketException
                 | :? ObjectDisposedException -> ()
@@ -321,13 +316,10 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
         }
 
     /// Stop taking new calls: the call in progress and any already received are still answered;
-    /// a connection waiting with nothing received is closed now.
+    /// a connection waiting with nothing received ends now.
     member _.Drain() =
         stopping <- true
-        Interlocked.MemoryBarrier()
-
-        if idle && socket.Available = 0 then
-            socket.Dispose()
+        idleStop.Cancel()
 
     /// Ends the connection now, cancelling the call in progress.
     member c.Abort() =

@@ -344,9 +344,12 @@ type Response internal () =
     member internal _.BodyChange = if bodyChanged then body.Span else ReadOnlySpan.Empty
 
     /// The headers of a response-phase answer. APISIX takes headers that are present as the whole
-    /// set, so when any changed, the upstream's go too with the changes applied; none when none changed.
+    /// set, so when any changed, the upstream's go too with the changes applied. A new body makes
+    /// the upstream's content-length wrong, so then the set goes without it. None when neither changed.
     member internal _.AnswerHeaders: ReadOnlySpan<TextEntry> =
-        if headers.Count = 0 then
+        let newBody = bodyChanged && not body.IsEmpty
+
+        if headers.Count = 0 && not newBody then
             ReadOnlySpan.Empty
         else
             answerHeaders.Clear()
@@ -355,7 +358,10 @@ type Response internal () =
             for i in 0 .. up.Count - 1 do
                 let name = up.Name i
 
-                if not (headers.Contains name) then
+                let stale =
+                    newBody && String.Equals(name, "content-length", StringComparison.OrdinalIgnoreCase)
+
+                if not stale && not (headers.Contains name) then
                     answerHeaders.Add { Name = name; Value = up.Value i }
 
             for e in headers.Entries do

@@ -391,6 +391,27 @@ let ``response phase: changing one header keeps the other upstream headers`` () 
         | other -> failwithf "expected an HTTPRespCall answer, got %A" other
     }
 
+[<Fact>]
+let ``response phase: a new body drops the upstream content-length, a header change keeps it`` () =
+    task {
+        use server = new TestServer(all)
+        let! client, bodyToken = connectTo server [ "upper" ]
+        use client = client
+        let! headerToken = client.PrepareAsync(route [ "tagger" ], "tagger-only")
+        let sized token id =
+            { upstream token id with Headers = Array.append (upstream token id).Headers [| TextEntry.Set("content-length", "13") |] }
+
+        match! client.CallAsync(HttpRespCallReq(sized bodyToken 34u), apisix) with
+        | HttpRespCallResp r ->
+            Assert.DoesNotContain(r.Headers, fun e -> e.Name = "content-length")
+            Assert.Contains(TextEntry.Set("content-type", "text/plain"), r.Headers)
+        | other -> failwithf "expected an HTTPRespCall answer, got %A" other
+
+        match! client.CallAsync(HttpRespCallReq(sized headerToken 35u), apisix) with
+        | HttpRespCallResp r -> Assert.Contains(TextEntry.Set("content-length", "13"), r.Headers)
+        | other -> failwithf "expected an HTTPRespCall answer, got %A" other
+    }
+
 // ---- errors ----
 
 [<Fact>]
