@@ -51,24 +51,6 @@ let build () =
     dotnet [ "restore"; solution ]
     dotnet [ "build"; solution; "-c"; "Release"; "--no-restore"; "-warnaserror"; "-nologo" ]
 
-/// VSTest prints one summary line per test assembly; add them up into the closing line.
-let test () =
-    build ()
-    let code, lines = exec "dotnet" [ "test"; solution; "-c"; "Release"; "--no-build"; "-nologo" ] []
-    let summary = Regex(@"(Passed|Failed)!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+)")
-
-    let failed, passed =
-        lines
-        |> List.choose (fun l ->
-            let m = summary.Match l
-            if m.Success then Some(int m.Groups[2].Value, int m.Groups[3].Value) else None)
-        |> List.fold (fun (f, p) (f', p') -> f + f', p + p') (0, 0)
-
-    // A crashed test host or a build problem prints no summary: count it as a failure.
-    let failed = if code <> 0 && failed = 0 then failed + 1 else failed
-    printfn "%d passed, %d failed" passed failed
-    if failed > 0 || passed = 0 then exit 1
-
 let artifacts = Path.Combine(root, "artifacts")
 let sampleProject = Path.Combine(root, "samples", "SampleRunner", "SampleRunner.csproj")
 
@@ -87,6 +69,26 @@ let publish () =
     publishAot (Path.Combine(artifacts, "publish", "aot"))
     // The RID-specific publishes restored the projects for linux-x64; restore them back for builds and tests.
     dotnet [ "restore"; solution ]
+
+/// VSTest prints one summary line per test assembly; add them up into the closing line.
+/// The Native AOT runner is made first: the end-to-end tests run against it as well.
+let test () =
+    build ()
+    publishAot (Path.Combine(artifacts, "publish", "aot"))
+    let code, lines = exec "dotnet" [ "test"; solution; "-c"; "Release"; "--no-build"; "-nologo" ] []
+    let summary = Regex(@"(Passed|Failed)!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+)")
+
+    let failed, passed =
+        lines
+        |> List.choose (fun l ->
+            let m = summary.Match l
+            if m.Success then Some(int m.Groups[2].Value, int m.Groups[3].Value) else None)
+        |> List.fold (fun (f, p) (f', p') -> f + f', p + p') (0, 0)
+
+    // A crashed test host or a build problem prints no summary: count it as a failure.
+    let failed = if code <> 0 && failed = 0 then failed + 1 else failed
+    printfn "%d passed, %d failed" passed failed
+    if failed > 0 || passed = 0 then exit 1
 
 let envOr (name: string) (fallback: int) =
     match Environment.GetEnvironmentVariable name with

@@ -1,4 +1,4 @@
-/// Runner processes for the process-level and end-to-end tests: the TestHost (or any runner dll)
+/// Runner processes for the process-level and end-to-end tests: the TestHost (or any runner)
 /// started the way APISIX starts it, on a socket in a temporary directory, with its output captured.
 module Apisix.Runner.Tests.RunnerProcess
 
@@ -21,16 +21,30 @@ let repoRoot =
 
         up (DirectoryInfo AppContext.BaseDirectory)
 
-/// The TestHost built alongside this test assembly, in the same configuration (Debug or Release).
-let testHostDll =
+/// A runner built alongside this test assembly, in the same configuration (Debug or Release).
+let private built (project: string) (dll: string) =
     lazy
         let configuration = Assembly.GetExecutingAssembly().GetCustomAttribute<AssemblyConfigurationAttribute>().Configuration
-        let dll = Path.Combine(repoRoot.Value, "tests", "Apisix.Runner.TestHost", "bin", configuration, "net10.0", "Apisix.Runner.TestHost.dll")
+        let path = Path.Combine(repoRoot.Value, project, "bin", configuration, "net10.0", dll)
 
-        if not (File.Exists dll) then
-            failwith $"{dll} is missing: build the solution first"
+        if not (File.Exists path) then
+            failwith $"{path} is missing: build the solution first"
 
-        dll
+        path
+
+let testHostDll = built (Path.Combine("tests", "Apisix.Runner.TestHost")) "Apisix.Runner.TestHost.dll"
+
+let sampleRunnerDll = built (Path.Combine("samples", "SampleRunner")) "SampleRunner.dll"
+
+/// The sample runner as a Native AOT binary, which `dotnet fsi build.fsx test` (and `publish`) makes.
+let aotSampleRunner =
+    lazy
+        let path = Path.Combine(repoRoot.Value, "artifacts", "publish", "aot", "SampleRunner")
+
+        if not (File.Exists path) then
+            failwith $"{path} is missing: make it with `dotnet fsi build.fsx publish` (the test target does)"
+
+        path
 
 type Signal =
     | SIGINT = 2
@@ -90,14 +104,17 @@ let accepts (path: string) =
 /// Runner__*, Logging__*), plus APISIX's two variables for `socket`, plus `env`, where a null value
 /// unsets a variable. Killed on Dispose if still running.
 [<Sealed>]
-type Runner(socket: string, env: (string * string) list, ?dll: string) =
+type Runner(socket: string, env: (string * string) list, ?program: string) =
     // nginx spawns the runner with default signal dispositions; a shell that ignores SIGINT for its
     // background jobs would otherwise pass that on (exec keeps ignored signals ignored) and SIGINT
     // would do nothing. `env` execs dotnet, so the pid stays the runner's.
     let start =
+        let program = defaultArg program testHostDll.Value
+        let command = if program.EndsWith ".dll" then [ "dotnet"; program ] else [ program ]
+
         ProcessStartInfo(
             "/usr/bin/env",
-            [ "--default-signal=INT,TERM"; "dotnet"; defaultArg dll testHostDll.Value ],
+            "--default-signal=INT,TERM" :: command,
             RedirectStandardOutput = true,
             RedirectStandardError = true
         )
@@ -132,9 +149,10 @@ type Runner(socket: string, env: (string * string) list, ?dll: string) =
 
     let readers = [ capture p.StandardOutput; capture p.StandardError ]
 
-    /// Starts the TestHost on `socket` and waits until it accepts connections.
-    static member Ready(socket: string, ?env: (string * string) list) =
-        let r = new Runner(socket, defaultArg env [])
+    /// Starts a runner (the TestHost unless `program` names a dll or an executable) on `socket`
+    /// and waits until it accepts connections.
+    static member Ready(socket: string, ?env: (string * string) list, ?program: string) =
+        let r = new Runner(socket, defaultArg env [], defaultArg program testHostDll.Value)
         r.WaitReady()
         r
 
