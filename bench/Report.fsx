@@ -109,7 +109,8 @@ let chart (title: string) (rows: Run list) =
 
         for k in 0..4 do
             let v = top * 1.1 * float k / 4.0
-            sb.Append($"<text x='{x0 + pad - 4.0}' y='{py v + 4.0}' text-anchor='end' font-size='10'>{v:G3}</text>") |> ignore
+            let label = if top >= 10000.0 then $"{v / 1000.0:F0}k" else $"{v:F1}"
+            sb.Append($"<text x='{x0 + pad - 4.0}' y='{py v + 4.0}' text-anchor='end' font-size='10'>{label}</text>") |> ignore
 
         conns |> List.iteri (fun i c -> sb.Append($"<text x='{px i}' y='{py 0.0 + 14.0}' text-anchor='middle' font-size='10'>{c}</text>") |> ignore)
         sb.Append($"<text x='{x0 + w / 2.0}' y='{py 0.0 + 28.0}' text-anchor='middle' font-size='10'>connections</text>") |> ignore
