@@ -4,6 +4,8 @@
 //   bench   measure the sample runner against the floor (../shared/loadgen), the micro-benchmarks,
 //           allocations per call, start time and memory; writes docs/performance.md
 //           (BENCH_ROUNDS, default 3, and BENCH_SECONDS, default 5, size the load runs)
+//   fuzz    send hostile frames to a runner process over its socket (FUZZ_FRAMES, default 100000)
+//   soak    mixed load on an in-process runner while sampling memory (SOAK_SECONDS, default 1800)
 //   pack    make the NuGet packages of the F# core and the C# facade into artifacts/packages
 //   publish the sample runner as one self-contained file and as a Native AOT binary, in artifacts/publish
 //   run     start the sample runner (APISIX_LISTEN_ADDRESS defaults to unix:/tmp/runner.sock)
@@ -190,6 +192,23 @@ let bench () =
         micro
         memory
 
+/// The fuzz driver of the test suite at full size: CI runs it with 10,000 frames.
+let fuzz () =
+    build ()
+    let frames = envOr "FUZZ_FRAMES" 100_000
+
+    let code, _ =
+        exec "dotnet" [ "test"; solution; "-c"; "Release"; "--no-build"; "-nologo"; "--filter"; "FullyQualifiedName~FuzzTests"; "--logger"; "console;verbosity=detailed" ] [ ("FUZZ_FRAMES", string frames) ]
+
+    if code <> 0 then exit code
+
+/// The soak at full length: fails when memory keeps growing after the warm-up.
+let soak () =
+    let benchProject = Path.Combine(root, "bench", "Apisix.Runner.Bench")
+    dotnet [ "build"; benchProject; "-c"; "Release"; "-nologo" ]
+    let code, _ = exec "dotnet" [ "run"; "--project"; benchProject; "-c"; "Release"; "--no-build"; "--"; "soak"; string (envOr "SOAK_SECONDS" 1800) ] []
+    if code <> 0 then exit code
+
 let pack () =
     build ()
 
@@ -212,9 +231,11 @@ match fsi.CommandLineArgs |> Array.skip 1 |> List.ofArray with
 | [ "build" ] -> build ()
 | [ "test" ] -> test ()
 | [ "bench" ] -> bench ()
+| [ "fuzz" ] -> fuzz ()
+| [ "soak" ] -> soak ()
 | [ "pack" ] -> pack ()
 | [ "publish" ] -> publish ()
 | [ "run" ] -> run ()
 | args ->
-    eprintfn "usage: dotnet fsi build.fsx build|test|bench|pack|publish|run (got: %s)" (String.Join(' ', args))
+    eprintfn "usage: dotnet fsi build.fsx build|test|bench|fuzz|soak|pack|publish|run (got: %s)" (String.Join(' ', args))
     exit 2
