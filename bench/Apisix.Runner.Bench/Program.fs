@@ -40,4 +40,5 @@ let main args =
     match args with
     | [| "alloc" |] -> AllocationProbe.run 1_000_000
     | [| "alloc"; calls |] -> AllocationProbe.run (int calls)
+    | _ when args.Length > 0 && args[0] = "soak" -> Soak.run (List.ofArray args[1..])
     | _ -> benchmarks args
