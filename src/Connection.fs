@@ -3,8 +3,10 @@ namespace Apisix.Runner
 open System
 open System.Buffers
 open System.Collections.Generic
+open System.Globalization
 open System.IO
 open System.Net.Sockets
+open System.Text
 open System.Threading
 open System.Threading.Tasks
 open Microsoft.Extensions.Logging
@@ -19,10 +21,104 @@ type internal RunnerContext =
       Options: RunnerOptions
       Logger: ILogger }
 
-/// Log messages, defined once so that nothing is formatted unless the level is on.
+/// Log messages, defined once so that nothing is formatted unless the level is on. Every value
+/// that comes from the wire (keys, plugin names, reasons, exception messages) goes through
+/// `escape` at the call site: nothing APISIX sends can start a log line or drive a terminal.
+/// Header values are never logged, at any level.
 module internal Log =
+    /// A character that must not reach a log line raw: C0 and C1 controls (line breaks, ESC of
+    /// terminal sequences, NUL, DEL), Unicode line and paragraph separators, bidirectional overrides.
+    let private unsafe (c: char) =
+        Char.IsControl c
+        || c = '\u2028'
+        || c = '\u2029'
+        || (c >= '\u202A' && c <= '\u202E')
+        || (c >= '\u2066' && c <= '\u2069')
+
+    /// The most characters of one value a log line shows: a frame can carry megabytes of it.
+    [<Literal>]
+    let MaxValueLength = 1024
+
+    /// A value as it may appear in a log line: each unsafe character written as an escape (`\n`,
+    /// `\r`, `\t`, otherwise `\u001b` and the like), and cut after MaxValueLength characters
+    /// with the count of the rest. The value itself when it needs neither.
+    let escape (value: string) : string =
+        if isNull value then
+            value
+        else
+            let shown = min value.Length MaxValueLength
+            let mutable first = 0
+
+            while first < shown && not (unsafe value[first]) do
+                first <- first + 1
+
+            if first = value.Length then
+                value
+            else
+                let sb = StringBuilder(shown + 32)
+                sb.Append(value, 0, first) |> ignore
+
+                for i in first .. shown - 1 do
+                    match value[i] with
+                    | '\n' -> sb.Append "\\n" |> ignore
+                    | '\r' -> sb.Append "\\r" |> ignore
+                    | '\t' -> sb.Append "\\t" |> ignore
+                    | c when unsafe c -> sb.Append("\\u").Append((int c).ToString("x4", CultureInfo.InvariantCulture)) |> ignore
+                    | c -> sb.Append c |> ignore
+
+                if shown < value.Length then
+                    sb.Append("... (").Append(value.Length - shown).Append(" more characters)") |> ignore
+
+                sb.ToString()
+
+    /// The most problems of one rejected configuration a log line lists: one frame can name
+    /// thousands of unknown plugins.
+    [<Literal>]
+    let MaxProblems = 10
+
+    /// The problems of a rejected configuration, escaped, in one line.
+    let problems (all: string list) : string =
+        let shown = all |> List.truncate MaxProblems |> List.map escape
+        let rest = all.Length - shown.Length
+        let text = String.Join("; ", shown)
+        if rest > 0 then text + "; and " + string rest + " more" else text
+
+    /// An exception as the log shows it: the original's type, message (escaped: it may echo what
+    /// APISIX sent), inner exceptions and stack traces, laid out as .NET does.
+    [<Sealed>]
+    type EscapedException(original: exn) =
+        inherit Exception(escape original.Message)
+
+        /// The exception that was thrown.
+        member _.Original = original
+
+        override _.StackTrace = original.StackTrace
+
+        override _.ToString() =
+            let sb = StringBuilder()
+
+            let rec write (e: exn) =
+                sb.Append(e.GetType().FullName).Append(": ").Append(escape e.Message) |> ignore
+
+                match e.InnerException with
+                | null -> ()
+                | inner ->
+                    sb.Append " ---> " |> ignore
+                    write inner
+                    sb.AppendLine().Append "   --- End of inner exception stack trace ---" |> ignore
+
+                match e.StackTrace with
+                | null -> ()
+                | trace -> sb.AppendLine().Append trace |> ignore
+
+            write original
+            sb.ToString()
+
+    /// An exception for the log, its message escaped.
+    let escaped (ex: exn) : exn = EscapedException ex :> exn
+
     let confRejected =
-        LoggerMessage.Define<string, string>(LogLevel.Error, EventId(1, "ConfRejected"), "PrepareConf rejected, the route answers 503 until fixed (key {Key}): {Problem}")
+        LoggerMessage.Define<string, string>(LogLevel.Error, EventId(1, "ConfRejected"), "PrepareConf rejected, the route answers 503 until fixed (key {Key}): {Problems}")
 
     let pluginFailed =
         LoggerMessage.Define<string, uint32>(LogLevel.Error, EventId(2, "PluginFailed"), "Plugin {Plugin} failed in call {CallId}; answered SERVICE_UNAVAILABLE")
@@ -122,7 +218,7 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
     /// Answers BAD_REQUEST and ends the connection: after a frame it cannot read, the stream is lost.
     member private c.Reject(reason: string) : Task<bool> =
         task {
-            Log.badFrame.Invoke(ctx.Logger, reason, null)
+            Log.badFrame.Invoke(ctx.Logger, Log.escape reason, null)
             let! _ = c.SendError Err.Code.BAD_REQUEST
             return false
         }
@@ -210,18 +306,18 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
 
                     return! c.Send frame
                 | Error e ->
-                    Log.answerFailed.Invoke(ctx.Logger, id, e.Describe(), null)
+                    Log.answerFailed.Invoke(ctx.Logger, id, Log.escape (e.Describe()), null)
                     return! c.SendError Err.Code.SERVICE_UNAVAILABLE
             with
             | ConnectionBroken reason ->
-                Log.connectionLost.Invoke(ctx.Logger, reason, null)
+                Log.connectionLost.Invoke(ctx.Logger, Log.escape reason, null)
                 return false
             | :? OperationCanceledException when ct.IsCancellationRequested ->
-                Log.callTimedOut.Invoke(ctx.Logger, id, call.CurrentPlugin filters, ctx.Options.CallTimeout, null)
+                Log.callTimedOut.Invoke(ctx.Logger, id, Log.escape (call.CurrentPlugin filters), ctx.Options.CallTimeout, null)
                 let! _ = c.SendError Err.Code.SERVICE_UNAVAILABLE
                 return false
             | ex ->
-                Log.pluginFailed.Invoke(ctx.Logger, call.CurrentPlugin filters, id, ex)
+                Log.pluginFailed.Invoke(ctx.Logger, Log.escape (call.CurrentPlugin filters), id, Log.escaped ex)
                 return! c.SendError Err.Code.SERVICE_UNAVAILABLE
         }
 
@@ -235,10 +331,8 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                 match prepared with
                 | Ok token -> Encode.prepareConfResp answers { ConfToken = token }
                 | Error problems ->
-                    let key = req.Key |> ValueOption.defaultValue "(none)"
-
-                    for problem in problems do
-                        Log.confRejected.Invoke(ctx.Logger, key, problem, null)
+                    let key = req.Key |> ValueOption.map Log.escape |> ValueOption.defaultValue "(none)"
+                    Log.confRejected.Invoke(ctx.Logger, key, Log.problems problems, null)
 
                     Encode.errResp answers Err.Code.SERVICE_UNAVAILABLE
 
@@ -310,7 +404,7 @@ type internal Connection(socket: Socket, ctx: RunnerContext) =
                 with
                 | :? SocketException
                 | :? ObjectDisposedException -> ()
-                | ex -> Log.connectionFailed.Invoke(ctx.Logger, ex)
+                | ex -> Log.connectionFailed.Invoke(ctx.Logger, Log.escaped ex)
             finally
                 c.Dispose()
         }

@@ -1,7 +1,9 @@
 namespace Apisix.Runner
 
 open System
+open System.Buffers
 open System.Diagnostics.CodeAnalysis
+open System.Text
 open System.Text.Json
 open System.Text.Json.Serialization.Metadata
 
@@ -25,6 +27,68 @@ type Plugin =
 /// then checking it. Names are read as the Go runner's samples write them: snake_case
 /// (`HttpStatus` reads `"http_status"`), case ignored.
 module PluginConfig =
+    /// The largest configuration accepted, in UTF-8 bytes: one plugin's JSON in one route.
+    [<Literal>]
+    let MaxBytes = 1_048_576
+
+    /// The deepest nesting of JSON objects and arrays accepted in a configuration (System.Text.Json's default).
+    [<Literal>]
+    let MaxDepth = 64
+
+    /// Whether JSON nests objects and arrays deeper than MaxDepth. Text that is not JSON is left
+    /// to the parser, which gives the better message.
+    let private tooDeep (utf8: ReadOnlySpan<byte>) : bool =
+        // One level more than allowed, so that the reader itself never stops at the depth.
+        let options = JsonReaderOptions(CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true, MaxDepth = MaxDepth + 1)
+        let mutable reader = Utf8JsonReader(utf8, options)
+        let mutable deep = false
+        let mutable reading = true
+
+        while reading && not deep do
+            try
+                reading <- reader.Read()
+
+                if reading && (reader.TokenType = JsonTokenType.StartObject || reader.TokenType = JsonTokenType.StartArray) then
+                    deep <- reader.CurrentDepth >= MaxDepth
+            with :? JsonException ->
+                reading <- false
+
+        deep
+
+    /// Checks a configuration against MaxBytes and MaxDepth before anything parses it; the
+    /// problem, in one sentence, when it is out of bounds. A configuration that size or depth can
+    /// only be an attack or a mistake, and parsing it would cost the runner memory and time.
+    let checkBounds (json: string) : Result<unit, string> =
+        if isNull json then
+            Ok()
+        else
+            let size = Encoding.UTF8.GetByteCount json
+
+            if size > MaxBytes then
+                Error $"the configuration is {size} bytes, over the limit of {MaxBytes}"
+            else
+                // Nesting deeper than MaxDepth takes more than MaxDepth brackets: most configurations are read once.
+                let mutable brackets = 0
+
+                for i in 0 .. json.Length - 1 do
+                    if json[i] = '{' || json[i] = '[' then
+                        brackets <- brackets + 1
+
+                if brackets <= MaxDepth then
+                    Ok()
+                else
+                    let utf8 = ArrayPool<byte>.Shared.Rent size
+
+                    try
+                        let n = Encoding.UTF8.GetBytes(json.AsSpan(), Span utf8)
+
+                        if tooDeep (ReadOnlySpan(utf8, 0, n)) then
+                            Error $"the configuration nests objects and arrays deeper than {MaxDepth} levels"
+                        else
+                            Ok()
+                    finally
+                        ArrayPool<byte>.Shared.Return utf8
+
     [<Literal>]
     let private ReflectionWarning =
         "Binds the configuration with reflection-based System.Text.Json; pass a source-generated JsonTypeInfo instead."
@@ -59,18 +123,22 @@ module PluginConfig =
         reflectionOptions().GetTypeInfo(typeof<'T>) :?> JsonTypeInfo<'T>
 
     /// Binds a JSON configuration to 'T, then checks it with `validate`. An empty configuration
-    /// reads as `{}`. JSON that does not bind gives `invalid JSON configuration: ...`, the literal
-    /// `null` gives one message, and every message of `validate` is kept, in order. Trimming and
-    /// Native AOT safe with a source-generated `typeInfo`.
+    /// reads as `{}`. A configuration over MaxBytes or nested deeper than MaxDepth is refused
+    /// unparsed (`checkBounds`), JSON that does not bind gives `invalid JSON configuration: ...`,
+    /// the literal `null` gives one message, and every message of `validate` is kept, in order.
+    /// Trimming and Native AOT safe with a source-generated `typeInfo`.
     let bind (typeInfo: JsonTypeInfo<'T>) (validate: 'T -> string seq) (json: string) : Result<'T, string list> =
         if isNull typeInfo then nullArg (nameof typeInfo)
         let text = if String.IsNullOrWhiteSpace json then "{}" else json
 
         let parsed =
-            try
-                Ok(JsonSerializer.Deserialize(text, typeInfo))
-            with :? JsonException as e ->
-                Error [ $"invalid JSON configuration: {e.Message}" ]
+            match checkBounds text with
+            | Error problem -> Error [ problem ]
+            | Ok() ->
+                try
+                    Ok(JsonSerializer.Deserialize(text, typeInfo))
+                with :? JsonException as e ->
+                    Error [ $"invalid JSON configuration: {e.Message}" ]
 
         match parsed with
         | Error problems -> Error problems
@@ -137,9 +205,13 @@ module Plugin =
     let prefetch (infos: ExtraInfo.Info list) (plugin: Plugin) : Plugin =
         { plugin with Prepare = plugin.Prepare >> Result.map (fun f -> { f with Prefetch = f.Prefetch @ infos }) }
 
-    /// Runs a parser, turning an exception it throws into a rejection that names the plugin.
+    /// Runs a parser on a configuration within PluginConfig's bounds (whatever parser the plugin
+    /// brings), turning an exception it throws into a rejection that names the plugin.
     let internal prepare (plugin: Plugin) (json: string) : Result<PluginFilters, string> =
-        try
-            plugin.Prepare json
-        with ex ->
-            Error $"{ex.GetType().Name}: {ex.Message}"
+        match PluginConfig.checkBounds json with
+        | Error problem -> Error problem
+        | Ok() ->
+            try
+                plugin.Prepare json
+            with ex ->
+                Error $"{ex.GetType().Name}: {ex.Message}"

@@ -1,0 +1,771 @@
+/// Hostile input over a real socket: random and mutated frames from many connections to a TestHost
+/// process, while a control connection checks every answer it gets; then the process's memory and
+/// descriptors. Also the probes and the raw connection that the fault tests use.
+///
+/// FUZZ_FRAMES sets how many frames are sent (10,000 by default, what CI runs); FUZZ_SEED replays
+/// a run (the seed is printed in the test output).
+module Apisix.Runner.Tests.FuzzTests
+
+open System
+open System.Buffers.Binary
+open System.Collections.Concurrent
+open System.Diagnostics
+open System.IO
+open System.Net.Sockets
+open System.Text
+open System.Threading
+open System.Threading.Tasks
+open FsCheck
+open FsCheck.FSharp
+open Xunit
+open Xunit.Abstractions
+open Apisix.Runner
+open Apisix.Runner.Tests.ApisixClient
+open Apisix.Runner.Tests.RunnerProcess
+
+// ---- the runner process seen from outside ----
+
+/// A runner process seen through /proc, found from its socket (SO_PEERCRED names the listener's pid).
+[<Sealed>]
+type ProcessProbe(pid: int) =
+    /// The process listening on `socket`.
+    static member Of(socket: string) =
+        use s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+        s.Connect(UnixDomainSocketEndPoint socket)
+        // struct ucred { pid; uid; gid }, at SOL_SOCKET (1), SO_PEERCRED (17).
+        let cred = Array.zeroCreate<byte> 12
+        s.GetRawSocketOption(1, 17, Span cred) |> ignore
+        ProcessProbe(BinaryPrimitives.ReadInt32LittleEndian(ReadOnlySpan cred))
+
+    member _.Pid = pid
+
+    member private _.Status(field: string) =
+        File.ReadLines $"/proc/{pid}/status"
+        |> Seq.tryFind (fun l -> l.StartsWith(field + ":", StringComparison.Ordinal))
+        |> Option.map (fun l -> int64 (l.Substring(field.Length + 1).Trim().Split(' ')[0]))
+        |> Option.defaultValue -1L
+
+    /// Resident memory (VmRSS), in MiB.
+    member p.RssMiB = float (p.Status "VmRSS") / 1024.0
+
+    member p.Threads = int (p.Status "Threads")
+
+    /// Open file descriptors.
+    member _.Fds = Directory.EnumerateFileSystemEntries $"/proc/{pid}/fd" |> Seq.length
+
+    /// Open sockets: the listener, the connections, and the runtime's own.
+    member _.Sockets =
+        Directory.EnumerateFileSystemEntries $"/proc/{pid}/fd"
+        |> Seq.sumBy (fun fd ->
+            try
+                match FileInfo(fd).LinkTarget with
+                | null -> 0
+                | target when target.StartsWith("socket:", StringComparison.Ordinal) -> 1
+                | _ -> 0
+            with _ ->
+                0)
+
+    /// The socket count once it has stopped changing (connections just closed are let go asynchronously).
+    member p.SettledSockets() : Task<int> =
+        task {
+            let mutable last = p.Sockets
+            let mutable same = 0
+            let clock = Stopwatch.StartNew()
+
+            while same < 5 && clock.Elapsed < TimeSpan.FromSeconds 5.0 do
+                do! Task.Delay 50
+                let now = p.Sockets
+                if now = last then same <- same + 1 else same <- 0
+                last <- now
+
+            return last
+        }
+
+    /// One line for the test output.
+    member p.Describe() =
+        $"RSS %.1f{p.RssMiB} MiB, {p.Fds} fds ({p.Sockets} sockets), {p.Threads} threads"
+
+/// Waits until `condition` holds, for at most `timeout`; whether it came to hold.
+let within (timeout: TimeSpan) (condition: unit -> bool) : Task<bool> =
+    task {
+        let clock = Stopwatch.StartNew()
+
+        while not (condition ()) && clock.Elapsed < timeout do
+            do! Task.Delay 50
+
+        return condition ()
+    }
+
+// ---- a connection that sends whatever bytes it is given ----
+
+/// What a raw connection read next.
+type Received =
+    | Got of FrameType * byte[]
+    /// The runner closed (or reset) the connection after whole frames.
+    | Closed
+    /// The runner closed the connection partway through a frame of its own: never right.
+    | ClosedMidFrame of buffered: int
+    /// Nothing within the time allowed.
+    | Silent
+
+/// A unix-socket connection to the runner that sends any bytes, well-formed or not, and reads
+/// whole frames back without trusting them.
+[<Sealed; AllowNullLiteral>]
+type RawConnection(path: string) =
+    let socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+    do socket.Connect(UnixDomainSocketEndPoint path)
+    let mutable buf = Array.zeroCreate<byte> 4096
+    let mutable count = 0
+
+    /// Sends every byte; false when the runner has closed the connection.
+    member _.SendAsync(bytes: ReadOnlyMemory<byte>) : Task<bool> =
+        task {
+            try
+                let! _ = socket.SendAsync(bytes, SocketFlags.None)
+                return true
+            with
+            | :? SocketException
+            | :? ObjectDisposedException -> return false
+        }
+
+    member c.SendAsync(bytes: byte[]) = c.SendAsync(ReadOnlyMemory bytes)
+
+    /// Tells the runner nothing more will come (it reads end of stream).
+    member _.ShutdownSend() =
+        try
+            socket.Shutdown SocketShutdown.Send
+        with
+        | :? SocketException
+        | :? ObjectDisposedException -> ()
+
+    /// The next whole frame from the runner, or how the connection ended, or Silent after `timeout`.
+    member _.ReadAsync(timeout: TimeSpan) : Task<Received> =
+        task {
+            use expiry = new CancellationTokenSource(timeout)
+            let mutable result = ValueNone
+
+            while result.IsNone do
+                let declared = if count >= 4 then (int buf[1] <<< 16) ||| (int buf[2] <<< 8) ||| int buf[3] else -1
+
+                if declared >= 0 && count >= 4 + declared then
+                    let frameType: FrameType = LanguagePrimitives.EnumOfValue buf[0]
+                    let body = Array.sub buf 4 declared
+                    Buffer.BlockCopy(buf, 4 + declared, buf, 0, count - 4 - declared)
+                    count <- count - 4 - declared
+                    result <- ValueSome(Got(frameType, body))
+                else
+                    if count = buf.Length then
+                        let bigger = Array.zeroCreate<byte> (2 * buf.Length)
+                        Buffer.BlockCopy(buf, 0, bigger, 0, count)
+                        buf <- bigger
+
+                    let! n =
+                        task {
+                            try
+                                return! socket.ReceiveAsync(Memory(buf, count, buf.Length - count), SocketFlags.None, expiry.Token)
+                            with
+                            | :? OperationCanceledException -> return -1
+                            | :? SocketException
+                            | :? ObjectDisposedException -> return 0
+                        }
+
+                    if n < 0 then result <- ValueSome Silent
+                    elif n = 0 then result <- ValueSome(if count = 0 then Closed else ClosedMidFrame count)
+                    else count <- count + n
+
+            return result.Value
+        }
+
+    interface IDisposable with
+        member _.Dispose() = socket.Dispose()
+
+// ---- frames ----
+
+/// A frame header announcing `declared` body bytes.
+let header (frameType: byte) (declared: int) =
+    [| frameType; byte (declared >>> 16); byte (declared >>> 8); byte declared |]
+
+/// A frame whose header tells the truth.
+let frameOf (frameType: byte) (body: byte[]) = Array.append (header frameType body.Length) body
+
+/// The body length a frame's header announces.
+let declaredLength (frame: byte[]) =
+    (int frame[1] <<< 16) ||| (int frame[2] <<< 8) ||| int frame[3]
+
+/// A message encoded by the project's codec, as a whole frame.
+let encode (message: ApisixMessage) : byte[] =
+    use b = new FlatBufferBuilder()
+
+    match Encode.apisixMessage b message with
+    | Ok f -> f.ToArray()
+    | Error e -> failwith (e.Describe())
+
+/// The first bytes of a frame in hex, for failure messages.
+let hex (bytes: byte[]) =
+    let shown = Convert.ToHexString(bytes, 0, min bytes.Length 96)
+    if bytes.Length > 96 then $"{shown}... ({bytes.Length} bytes)" else shown
+
+/// Whether the runner's output has a character that should never reach a log line raw.
+let unsafeInLog (c: char) =
+    Char.IsControl c
+    || c = '\u2028'
+    || c = '\u2029'
+    || (c >= '\u202A' && c <= '\u202E')
+    || (c >= '\u2066' && c <= '\u2069')
+
+// ---- what the fuzz sends ----
+
+/// One hostile input: how it was made, for the tally, and its bytes, frame header included.
+type Case = { Kind: string; Bytes: byte[] }
+
+/// The routes prepared before the fuzz: its valid calls aim at their tokens. None hangs: a call
+/// is answered at once, after ExtraInfo exchanges (vars, resp) or with an error (throw).
+let fuzzRoutes =
+    [ "fuzz-stop", [ "stop", """{"status": 403, "body": "fuzz"}""" ]
+      "fuzz-rewrite", [ "rewrite", """{"path": "/fuzz", "headers": {"x-fuzz": "1"}}""" ]
+      "fuzz-mirror", [ "mirror", "" ]
+      "fuzz-vars", [ "vars", """{"names": ["remote_addr", "fuzz"]}""" ]
+      "fuzz-resp", [ "resp", "{}" ]
+      "fuzz-throw", [ "throw", "" ] ]
+
+let private confs =
+    Gen.elements (
+        (fuzzRoutes |> List.map snd)
+        @ [ [ "picky", "{}" ] // rejected: SERVICE_UNAVAILABLE
+            [ "no-such-plugin", "{}" ]
+            [ "stop", "{not json" ] ]
+    )
+
+/// Valid messages: anything the schema allows, and calls aimed at live tokens.
+let private validMessage (tokens: uint32[]) : Gen<ApisixMessage> =
+    let token = Gen.frequency [ 4, Gen.elements tokens; 1, Generators.u32 ]
+
+    Gen.frequency
+        [ 2, Generators.apisixMessage
+          2,
+          Gen.map2
+              (fun conf (key: int) ->
+                  PrepareConfReq
+                      { Conf = [| for n, v in conf -> TextEntry.Set(n, v) |]
+                        Key = ValueSome $"fuzz-key-{key}" })
+              confs
+              (Gen.choose (0, 199))
+          4, Gen.map2 (fun (r: HttpReqCall.Req) t -> HttpReqCallReq { r with ConfToken = t }) Generators.httpReqCallReq token
+          2, Gen.map2 (fun (r: HttpRespCall.Req) t -> HttpRespCallReq { r with ConfToken = t }) Generators.httpRespCallReq token ]
+    |> Gen.resize 12
+
+let private randomBytes (length: int) (seed: int) =
+    let a = Array.zeroCreate<byte> length
+    System.Random(seed).NextBytes a
+    a
+
+/// Frame types, mostly the ones that exist.
+let private frameType = Gen.frequency [ 6, Gen.choose (0, 4); 1, Gen.choose (5, 255) ] |> Gen.map byte
+
+/// Values that break a uoffset, a soffset, a vector or string length at `at` in a body of `n` bytes.
+let private hostileU32 (n: int) (at: int) =
+    Gen.frequency
+        [ 6,
+          Gen.elements
+              [ 0u // points at itself; a table that is its own vtable
+                0xFFFFFFFFu
+                0x7FFFFFFFu
+                0x80000000u
+                0x40000000u // 4-byte elements: overflows a 32-bit size to 0
+                0x40000001u
+                uint32 (n - at - 3) // just past the end
+                uint32 (n - at) // the end
+                uint32 (-at) // back to the start (a soffset)
+                uint32 (-4) // a soffset into the table itself
+                1u
+                2u
+                3u ]
+          1, Generators.u32 ]
+
+let private hostileU16 (n: int) (at: int) =
+    Gen.frequency
+        [ 4, Gen.elements [ 0; 1; 2; 3; 0xFFFF; 0xFFFE; 0x8000; (n - at) &&& 0xFFFF; 4 ]
+          1, Gen.choose (0, 0xFFFF) ]
+
+/// Sequences that are not UTF-8.
+let private notUtf8 =
+    [ [| 0x80uy |]
+      [| 0xFFuy |]
+      [| 0xC0uy; 0xAFuy |]
+      [| 0xE0uy; 0x80uy; 0xAFuy |]
+      [| 0xEDuy; 0xA0uy; 0x80uy |]
+      [| 0xF4uy; 0x90uy; 0x80uy; 0x80uy |]
+      [| 0xE2uy; 0x82uy |] ]
+
+/// A copy of `body` with `count` values from `value` written at places drawn by `place`.
+let private writes (count: Gen<int>) (place: Gen<int>) (value: int -> Gen<'V>) (write: byte[] -> int -> 'V -> unit) (body: byte[]) =
+    let apply (places: int list) (values: 'V list) =
+        let c = Array.copy body
+        List.iter2 (write c) places values
+        c
+
+    gen {
+        let! k = count
+        let! places = Gen.listOfLength k place
+        let! values = places |> List.map value |> Gen.sequenceToList
+        return apply places values
+    }
+
+/// A valid frame, then one change to it.
+let private mutatedValid (tokens: uint32[]) : Gen<Case> =
+    validMessage tokens
+    |> Gen.bind (fun message ->
+        let f = encode message
+        let t = f[0]
+        let body = f[4..]
+        let n = body.Length
+        let case kind (bytes: byte[]) = { Kind = kind; Bytes = bytes }
+        let aligned k = Gen.choose (0, max 0 (n / k - 1)) |> Gen.map (fun i -> k * i)
+
+        Gen.frequency
+            [ 3, Gen.constant (case "valid" f)
+              2,
+              frameType
+              |> Gen.map (fun other -> if other = t then 200uy else other)
+              |> Gen.map (fun other -> case "wrong frame type" (frameOf other body))
+              2,
+              Gen.frequency [ 3, Gen.choose (1, 64); 1, Gen.choose (65, 0xFFFFFF - n) ]
+              |> Gen.map (fun more -> case "length longer than the body" (Array.append (header t (n + more)) body))
+              2,
+              Gen.choose (1, max 1 n)
+              |> Gen.map (fun less -> case "length shorter than the body" (Array.append (header t (max 0 (n - less))) body))
+              2, Gen.choose (0, max 0 (n - 1)) |> Gen.map (fun cut -> case "body truncated" (frameOf t body[.. cut - 1]))
+              1, Gen.choose (1, f.Length - 1) |> Gen.map (fun cut -> case "frame cut short" f[.. cut - 1])
+              3,
+              writes (Gen.choose (1, 8)) (Gen.choose (0, 8 * f.Length - 1)) (fun _ -> Gen.constant ()) (fun c bit () -> c[bit / 8] <- c[bit / 8] ^^^ (1uy <<< bit % 8)) f
+              |> Gen.map (case "bit flips")
+              2,
+              writes (Gen.choose (1, 8)) (Gen.choose (0, max 0 (n - 1))) (fun _ -> Gen.choose (0, 255)) (fun c at v -> if at < c.Length then c[at] <- byte v) body
+              |> Gen.map (fun b -> case "bytes overwritten" (frameOf t b))
+              if n >= 4 then
+                  4,
+                  writes (Gen.choose (1, 3)) (aligned 4) (hostileU32 n) (fun c at v -> BinaryPrimitives.WriteUInt32LittleEndian(Span(c, at, 4), v)) body
+                  |> Gen.map (fun b -> case "offset, length or count out of range" (frameOf t b))
+
+                  2,
+                  writes (Gen.choose (1, 2)) (aligned 4) (fun _ -> Gen.elements [ 0u; uint32 (-4); uint32 (-8) ]) (fun c at v ->
+                      BinaryPrimitives.WriteUInt32LittleEndian(Span(c, at, 4), v)) body
+                  |> Gen.map (fun b -> case "self or cyclic offsets" (frameOf t b))
+
+                  2,
+                  writes (Gen.choose (1, 3)) (aligned 2) (hostileU16 n) (fun c at v -> BinaryPrimitives.WriteUInt16LittleEndian(Span(c, at, 2), uint16 v)) body
+                  |> Gen.map (fun b -> case "vtable entries and sizes" (frameOf t b))
+              // Over a letter, which in these messages is almost always inside a string.
+              let letters = [ for i in 0 .. n - 1 do if body[i] >= 0x61uy && body[i] <= 0x7Auy then i ]
+
+              if not letters.IsEmpty then
+                  3,
+                  Gen.map2
+                      (fun at (bad: byte[]) ->
+                          let c = Array.copy body
+                          Array.blit bad 0 c at (min bad.Length (n - at))
+                          case "invalid UTF-8" (frameOf t c))
+                      (Gen.elements letters)
+                      (Gen.elements notUtf8)
+              1,
+              Gen.map2 (fun length seed -> case "trailing garbage" (frameOf t (Array.append body (randomBytes length seed)))) (Gen.choose (1, 256)) (Gen.choose (0, Int32.MaxValue))
+              1,
+              Gen.map2 (fun length seed -> case "valid frame then garbage" (Array.append f (randomBytes length seed))) (Gen.choose (1, 64)) (Gen.choose (0, Int32.MaxValue)) ])
+
+/// Bytes from nowhere: a truthful header over random bytes, or random bytes throughout.
+let private noise: Gen<Case> =
+    Gen.frequency
+        [ 3,
+          Gen.map3
+              (fun t length seed -> { Kind = "random body"; Bytes = frameOf t (randomBytes length seed) })
+              frameType
+              (Gen.frequency [ 8, Gen.choose (0, 256); 2, Gen.choose (257, 4096); 1, Gen.choose (4097, 65536) ])
+              (Gen.choose (0, Int32.MaxValue))
+          1, Gen.map2 (fun length seed -> { Kind = "random bytes"; Bytes = randomBytes length seed }) (Gen.choose (1, 512)) (Gen.choose (0, Int32.MaxValue))
+          1, Gen.map (fun t -> { Kind = "empty body"; Bytes = header t 0 }) frameType ]
+
+/// A vector of `count` entries that all point at one entry with a long name (reading each anew
+/// multiplies the frame), sometimes claiming a huge element count.
+let private sharedEntries: Gen<Case> =
+    let build (frameType: byte) (count: int) (nameLength: int) (claimed: uint32 voption) =
+        use b = new FlatBufferBuilder()
+        b.BeginFrame(LanguagePrimitives.EnumOfValue frameType)
+        // The slot of PrepareConf.Req.conf, HTTPReqCall.Req.headers, HTTPRespCall.Req.headers.
+        let slots, slot = if frameType = 1uy then 2, 0 elif frameType = 2uy then 7, 5 else 4, 2
+        let root = b.BeginTable slots
+        let at = b.AddOffset slot
+        b.EndTable()
+        b.SetRoot root
+        let vector = b.OffsetVector count
+        b.Patch(at, vector)
+        let shared = b.BeginTable 2
+        let name = b.AddOffset 0
+        b.EndTable()
+        b.Patch(name, b.String(String('x', nameLength)))
+
+        for i in 0 .. count - 1 do
+            b.Patch(vector + 4 + 4 * i, shared)
+
+        let f =
+            match b.EndFrame() with
+            | Ok f -> f.ToArray()
+            | Error n -> failwithf "%d" n
+
+        match claimed with
+        | ValueSome c ->
+            BinaryPrimitives.WriteUInt32LittleEndian(Span(f, vector, 4), c)
+            { Kind = "huge vector count"; Bytes = f }
+        | ValueNone -> { Kind = "entries sharing one table"; Bytes = f }
+
+    Gen.map4
+        build
+        (Gen.elements [ 1uy; 2uy; 4uy ])
+        (Gen.choose (2, 2000))
+        (Gen.choose (0, 4000))
+        (Gen.frequency [ 3, Gen.constant ValueNone; 1, Gen.elements [ 0xFFFFFFFFu; 0x7FFFFFFFu; 0x40000000u; 0x01000000u ] |> Gen.map ValueSome ])
+
+/// Every kind of hostile input.
+let fuzzCase (tokens: uint32[]) : Gen<Case> =
+    Gen.frequency [ 16, mutatedValid tokens; 3, noise; 1, sharedEntries ]
+
+// ---- what each input must get ----
+
+type private Expected =
+    /// A frame the runner cannot serve: BAD_REQUEST, then the connection closes.
+    | Rejected
+    /// A call APISIX could make: its answer (or an error frame for it).
+    | Answer of ApisixMessage
+    /// Not exactly one frame: whatever frames come must be valid, and the connection must close
+    /// once the client stops sending.
+    | Unknown
+
+let private expectation (bytes: byte[]) =
+    if bytes.Length < 4 || declaredLength bytes <> bytes.Length - 4 then
+        Unknown
+    else
+        match bytes[0] with
+        | 1uy
+        | 2uy
+        | 4uy ->
+            match Decode.apisixMessage (LanguagePrimitives.EnumOfValue bytes[0]) (ReadOnlySpan(bytes, 4, bytes.Length - 4)) with
+            | Ok m -> Answer m
+            | Error _ -> Rejected
+        | _ -> Rejected
+
+/// Whether `answer` is a right final answer to `request`.
+let private fits (request: ApisixMessage) (answer: RunnerMessage) =
+    match request, answer with
+    | PrepareConfReq _, PrepareConfResp _ -> true
+    | PrepareConfReq _, ErrResp Err.Code.SERVICE_UNAVAILABLE -> true
+    | (HttpReqCallReq _ | HttpRespCallReq _), ErrResp(Err.Code.CONF_TOKEN_NOT_FOUND | Err.Code.SERVICE_UNAVAILABLE) -> true
+    | HttpReqCallReq r, HttpReqCallResp a -> a.Id = r.Id
+    | HttpRespCallReq r, HttpRespCallResp a -> a.Id = r.Id
+    | _ -> false
+
+let private outcomeOf (answer: RunnerMessage) =
+    match answer with
+    | ErrResp code -> string code
+    | PrepareConfResp _ -> "token"
+    | HttpReqCallResp _
+    | HttpRespCallResp _ -> "answered"
+    | ExtraInfoReq _ -> "ExtraInfo request"
+
+/// Counts of outcomes by kind of input, and the failures (the first 50).
+[<Sealed>]
+type private Tally() =
+    let counts = ConcurrentDictionary<string, int>()
+    let failures = ConcurrentQueue<string>()
+    let mutable failed = 0
+
+    member _.Count(kind: string, outcome: string) =
+        counts.AddOrUpdate($"{kind} -> {outcome}", 1, (fun _ n -> n + 1)) |> ignore
+
+    member _.Fail(message: string) =
+        if Interlocked.Increment &failed <= 50 then
+            failures.Enqueue message
+
+    member _.Failed = failed
+    member _.Failures = List.ofSeq failures
+
+    member _.Counts = counts |> Seq.map (fun kv -> kv.Key, kv.Value) |> Seq.sortBy fst |> List.ofSeq
+
+let private decoded (frameType: FrameType) (body: byte[]) = Decode.runnerMessage frameType (ReadOnlySpan body)
+
+/// Reads until the runner closes the connection: every frame must decode, and nothing may follow BAD_REQUEST.
+let private drain (conn: RawConnection) (tally: Tally) (what: unit -> string) : Task<string> =
+    task {
+        let mutable frames = 0
+        let mutable rejected = false
+        let mutable outcome = ValueNone
+
+        while outcome.IsNone do
+            match! conn.ReadAsync patience with
+            | Got(t, body) ->
+                match decoded t body with
+                | Error e ->
+                    tally.Fail $"{what ()}: undecodable frame type {byte t} from the runner: {e.Describe()}"
+                    outcome <- ValueSome "undecodable answer"
+                | Ok m ->
+                    if rejected then
+                        tally.Fail $"{what ()}: {m} after BAD_REQUEST"
+
+                    rejected <- rejected || m = ErrResp Err.Code.BAD_REQUEST
+                    frames <- frames + 1
+            | Closed -> outcome <- ValueSome(if rejected then "BAD_REQUEST, closed" elif frames > 0 then "answered, closed" else "closed")
+            | ClosedMidFrame n ->
+                tally.Fail $"{what ()}: the runner closed the connection {n} bytes into a frame"
+                outcome <- ValueSome "closed mid-frame"
+            | Silent ->
+                tally.Fail $"{what ()}: the connection is still open {patience} after the client stopped sending"
+                outcome <- ValueSome "silent"
+
+        return outcome.Value
+    }
+
+/// An ExtraInfo exchange started by a fuzz call: replies, mostly valid, sometimes hostile. Whether
+/// the connection can go on.
+let private exchange (conn: RawConnection) (rnd: System.Random) (tally: Tally) (kind: string) (request: ApisixMessage) (what: unit -> string) =
+    task {
+        let mutable keep = ValueNone
+
+        while keep.IsNone do
+            if rnd.Next 4 = 0 then
+                // A reply that is not one: the runner must drop the call, not answer it wrongly.
+                let reply =
+                    if rnd.Next 2 = 0 then frameOf 3uy (randomBytes (rnd.Next 64) (rnd.Next()))
+                    else encode (HttpReqCallReq(httpRequest 1u 1u))
+
+                let! _ = conn.SendAsync reply
+                conn.ShutdownSend()
+                let! outcome = drain conn tally what
+                tally.Count(kind, $"ExtraInfo, hostile reply, {outcome}")
+                keep <- ValueSome false
+            else
+                let result = if rnd.Next 2 = 0 then ValueSome "10.0.0.1"B else ValueNone
+                let! _ = conn.SendAsync(encode (ExtraInfoResp { Result = result }))
+
+                match! conn.ReadAsync patience with
+                | Got(t, body) ->
+                    match decoded t body with
+                    | Ok(ExtraInfoReq _) -> ()
+                    | Ok answer when fits request answer ->
+                        tally.Count(kind, $"ExtraInfo, {outcomeOf answer}")
+                        keep <- ValueSome true
+                    | other ->
+                        tally.Fail $"{what ()}: after ExtraInfo, answered {other}"
+                        keep <- ValueSome false
+                | other ->
+                    tally.Fail $"{what ()}: after an ExtraInfo reply, {other}"
+                    keep <- ValueSome false
+
+        return keep.Value
+    }
+
+/// Sends one input and checks what comes back; whether the connection can carry the next one.
+let private play (conn: RawConnection) (rnd: System.Random) (tally: Tally) (case: Case) : Task<bool> =
+    task {
+        let what () = $"{case.Kind} [{hex case.Bytes}]"
+
+        match expectation case.Bytes with
+        | Unknown ->
+            let! _ = conn.SendAsync case.Bytes
+            conn.ShutdownSend()
+            let! outcome = drain conn tally what
+            tally.Count(case.Kind, outcome)
+            return false
+        | expected ->
+            let! _ = conn.SendAsync case.Bytes
+
+            match! conn.ReadAsync patience with
+            | Silent ->
+                tally.Fail $"{what ()}: neither an answer nor a close within {patience}"
+                return false
+            | ClosedMidFrame n ->
+                tally.Fail $"{what ()}: the runner closed the connection {n} bytes into a frame"
+                return false
+            | Closed ->
+                tally.Count(case.Kind, "closed without an answer")
+                return false
+            | Got(t, body) ->
+                match decoded t body, expected with
+                | Error e, _ ->
+                    tally.Fail $"{what ()}: undecodable frame type {byte t} from the runner: {e.Describe()}"
+                    return false
+                | Ok(ErrResp Err.Code.BAD_REQUEST), _ ->
+                    if expected <> Rejected then
+                        tally.Fail $"{what ()}: BAD_REQUEST for a frame that decodes"
+
+                    match! conn.ReadAsync patience with
+                    | Closed -> tally.Count(case.Kind, "BAD_REQUEST, closed")
+                    | other -> tally.Fail $"{what ()}: after BAD_REQUEST, {other} instead of a close"
+
+                    return false
+                | Ok answer, Rejected ->
+                    tally.Fail $"{what ()}: answered {answer} to a frame that does not decode"
+                    return false
+                | Ok(ExtraInfoReq _), Answer request -> return! exchange conn rnd tally case.Kind request what
+                | Ok answer, Answer request when fits request answer ->
+                    tally.Count(case.Kind, outcomeOf answer)
+                    return true
+                | Ok answer, _ ->
+                    tally.Fail $"{what ()}: wrong answer {answer}"
+                    return false
+    }
+
+/// One fuzzing connection (reconnecting after each close): `count` inputs drawn from `seed`.
+let private fuzzer (socket: string) (tally: Tally) (tokens: uint32[]) (count: int) (seed: uint64) =
+    task {
+        let rnd = System.Random(int (seed % 2147483647UL))
+        let generator = fuzzCase tokens
+        let mutable conn: RawConnection = null
+        let mutable sent = 0
+        let mutable chunk = 0UL
+
+        while sent < count do
+            let cases = Gen.sampleWithSeed (Rnd(seed * 1_000_003UL + chunk)) 30 (min 64 (count - sent)) generator
+            chunk <- chunk + 1UL
+
+            for case in cases do
+                if isNull conn then
+                    conn <- new RawConnection(socket)
+
+                let! keep = play conn rnd tally case
+
+                if not keep then
+                    (conn :> IDisposable).Dispose()
+                    conn <- null
+
+                sent <- sent + 1
+
+        if not (isNull conn) then
+            (conn :> IDisposable).Dispose()
+    }
+
+let private controlStop id =
+    HttpReqCallResp
+        { Id = id
+          Action = HttpReqCall.Stop { Status = 403us; Headers = [||]; Body = "control"B } }
+
+let private controlRewrite id =
+    HttpReqCallResp
+        { Id = id
+          Action =
+            HttpReqCall.Rewrite
+                { Path = ValueSome "/control"
+                  Headers = [| TextEntry.Set("x-control", "1") |]
+                  Args = [||]
+                  RespHeaders = [||]
+                  Body = [||] } }
+
+/// Correct calls on one connection until `stop`: each answer must be exactly right. The calls made.
+let private control (socket: string) (stop: CancellationToken) : Task<int> =
+    task {
+        use client = new Client(socket)
+        let stopConf = [ "stop", """{"status": 403, "body": "control"}""" ]
+        let rewriteConf = [ "rewrite", """{"path": "/control", "headers": {"x-control": "1"}}""" ]
+        let! stopToken = client.PrepareAsync(stopConf, "control-stop")
+        let! rewriteToken = client.PrepareAsync(rewriteConf, "control-rewrite")
+        let mutable calls = 0
+
+        while not stop.IsCancellationRequested do
+            let id = uint32 calls
+            let! answer = client.RequestAsync(httpRequest stopToken id, unset)
+            same (controlStop id) answer
+            let! answer = client.RequestAsync(httpRequest rewriteToken (id + 1u), unset)
+            same (controlRewrite (id + 1u)) answer
+
+            if calls % 100 = 0 then
+                let! again = client.PrepareAsync(stopConf, "control-stop")
+                same stopToken again
+
+            calls <- calls + 2
+
+        return calls
+    }
+
+let private envInt (name: string) (fallback: int) =
+    match Environment.GetEnvironmentVariable name with
+    | null
+    | "" -> fallback
+    | text -> int text
+
+[<Collection("runner processes")>]
+type FuzzTests(log: ITestOutputHelper) =
+
+    [<Fact>]
+    member _.``hostile frames from 32 connections get BAD_REQUEST and a close or a valid answer; the runner lives on and gives back what it took``() =
+        task {
+            let frames = envInt "FUZZ_FRAMES" 10_000
+            let connections = 32
+
+            let seed =
+                match Environment.GetEnvironmentVariable "FUZZ_SEED" with
+                | null
+                | "" -> uint64 (Stopwatch.GetTimestamp() % 1_000_000_000L)
+                | text -> UInt64.Parse text
+
+            log.WriteLine $"FUZZ_FRAMES={frames} FUZZ_SEED={seed}"
+            use sandbox = new Sandbox()
+            use runner = Runner.Ready sandbox.Socket
+            let probe = ProcessProbe.Of sandbox.Socket
+
+            let! tokens =
+                task {
+                    use setup = new Client(sandbox.Socket)
+                    let tokens = ResizeArray<uint32>()
+
+                    for key, conf in fuzzRoutes do
+                        let! token = setup.PrepareAsync(conf, key)
+                        tokens.Add token
+
+                    return tokens.ToArray()
+                }
+
+            let tally = Tally()
+            // Warm up (JIT, pools), then take the baseline.
+            do! fuzzer sandbox.Socket (Tally()) tokens 500 (seed + 999_999UL)
+            let! baseSockets = probe.SettledSockets()
+            let baseRss, baseFds = probe.RssMiB, probe.Fds
+            log.WriteLine $"baseline after 500 warm-up frames: {probe.Describe()}"
+
+            use stop = new CancellationTokenSource()
+            let controlling = control sandbox.Socket stop.Token
+            let clock = Stopwatch.StartNew()
+            let share n = frames / connections + (if n < frames % connections then 1 else 0)
+
+            let fuzzing =
+                Task.WhenAll [ for n in 0 .. connections - 1 -> fuzzer sandbox.Socket tally tokens (share n) (seed + uint64 n) ]
+
+            let! _ = Task.WhenAny(fuzzing :> Task, controlling :> Task)
+            stop.Cancel()
+            // A control failure ends the test at once, with its own message.
+            let! controlCalls = controlling
+            let! _ = fuzzing
+            let elapsed = clock.Elapsed
+            log.WriteLine $"{frames} frames in {elapsed.TotalSeconds:F1} s: {float frames / elapsed.TotalSeconds:F0} frames/s; {controlCalls} control calls, all answered right"
+            log.WriteLine $"right after: {probe.Describe()}"
+
+            for kind, n in tally.Counts do
+                log.WriteLine $"  %7d{n}  {kind}"
+
+            Assert.False(runner.HasExited, runner.Describe())
+            Assert.True(tally.Failed = 0, $"{tally.Failed} inputs were not handled right:\n" + String.Join("\n", tally.Failures))
+            Assert.True(controlCalls > 0, "the control connection made no call")
+
+            // The fuzz connections are closed: the runner lets go of them and of what they took.
+            let releasing = Stopwatch.StartNew()
+            let! released = within (TimeSpan.FromSeconds 20.0) (fun () -> probe.Sockets <= baseSockets)
+            let! fdsBack = within (TimeSpan.FromSeconds 20.0) (fun () -> probe.Fds <= baseFds + 4)
+            let rss = probe.RssMiB
+            log.WriteLine $"after release ({releasing.ElapsedMilliseconds} ms): {probe.Describe()} (baseline RSS %.1f{baseRss} MiB, {baseFds} fds, {baseSockets} sockets)"
+            Assert.True(released, $"the runner still holds {probe.Sockets - baseSockets} more sockets than before the fuzz")
+            Assert.True(fdsBack, $"the runner has {probe.Fds} open fds, {baseFds} before the fuzz")
+            Assert.True(rss <= baseRss + 64.0, $"RSS grew from %.1f{baseRss} to %.1f{rss} MiB")
+
+            // Nothing failed inside the runner, and nothing from the wire reached the log raw.
+            let output = runner.Output
+            Assert.DoesNotContain(output, fun l -> l.Contains("A connection failed unexpectedly", StringComparison.Ordinal))
+            Assert.DoesNotContain(output, fun l -> l.Contains("could not be encoded", StringComparison.Ordinal))
+            Assert.DoesNotContain(output, fun l -> l |> Seq.exists unsafeInLog)
+            Assert.False(runner.HasExited, runner.Describe())
+        }
