@@ -5,7 +5,6 @@ module Apisix.Runner.Tests.InteropTests
 
 open System
 open System.Collections.Generic
-open System.Diagnostics
 open System.IO
 open System.Text.Json.Nodes
 open FsCheck
@@ -13,33 +12,9 @@ open FsCheck.FSharp
 open Xunit
 open Apisix.Runner
 open Apisix.Runner.Tests.RoundTripTests
+open Apisix.Runner.Tests.RunnerProcess
 
-let private interopDir =
-    lazy
-        let rec up (dir: DirectoryInfo) =
-            if isNull dir then failwith $"no Runner.sln above {AppContext.BaseDirectory}"
-            elif File.Exists(Path.Combine(dir.FullName, "Runner.sln")) then Path.Combine(dir.FullName, "tests", "interop")
-            else up dir.Parent
-
-        up (DirectoryInfo AppContext.BaseDirectory)
-
-/// Runs a program to completion and answers its stdout; fails with its stderr.
-let private run (program: string) (args: string list) (input: string) =
-    let start =
-        ProcessStartInfo(program, args, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true)
-
-    use p = Process.Start start
-    // Read both pipes while writing, or a large batch deadlocks on full pipe buffers.
-    let out = p.StandardOutput.ReadToEndAsync()
-    let err = p.StandardError.ReadToEndAsync()
-    p.StandardInput.Write input
-    p.StandardInput.Close()
-    p.WaitForExit()
-
-    if p.ExitCode <> 0 then
-        failwith $"{program} exited with {p.ExitCode}: {err.Result}"
-
-    out.Result
+let private interopDir = lazy (Path.Combine(RunnerProcess.repoRoot.Value, "tests", "interop"))
 
 /// The reference's Python code, generated once per test run into a temporary directory.
 let private generated =

@@ -54,7 +54,7 @@ module private Native =
     [<DllImport("libc", SetLastError = true)>]
     extern int kill(int pid, int signal)
 
-/// Runs a program to completion with `input` on stdin; its stdout. Fails with its stderr.
+/// Runs a program to completion with `input` on stdin (flatc, the Python clients); its stdout. Fails with its stderr.
 let run (program: string) (args: string list) (input: string) =
     let start =
         ProcessStartInfo(program, args, RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true)
