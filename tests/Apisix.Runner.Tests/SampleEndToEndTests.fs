@@ -78,7 +78,8 @@ type SampleRunnerScenarios(program: string) =
 
         // The new body makes the upstream's content-length wrong: the whole header set goes without it.
         expect r 1 $$"""{"type": 4, "msg": {"id": 21, "status": 201,
-            "headers": [{"name": "content-type", "value": "text/plain"}, {"name": "x-a", "value": "1"}],
+            "headers": [{"name": "content-type", "value": "text/plain"}, {"name": "X-Resp-A6-Runner", "value": "DotNet"},
+                        {"name": "x-a", "value": "1"}],
             "body": "{{b64 "hello apisix apisix"}}"}, "extra_info": [{"resp_body": {} }] }"""
 
     [<Fact>]

@@ -15,10 +15,10 @@ public sealed record ResponseRewriteConfig
     /// <summary>Response headers to set, by name; a <c>null</c> value deletes the header.</summary>
     public Dictionary<string, string?>? Headers { get; set; }
 
-    /// <summary>The body the client gets instead of the upstream's; when given, <see cref="Filters"/> are not used.</summary>
+    /// <summary>The body the client gets instead of the upstream's; not used when there are <see cref="Filters"/>.</summary>
     public string? Body { get; set; }
 
-    /// <summary>Replacements in the upstream's body, applied in order.</summary>
+    /// <summary>Replacements in the upstream's body, applied in order; when there are any, <see cref="Body"/> is not used.</summary>
     public List<ResponseRewriteFilter>? Filters { get; set; }
 }
 
@@ -39,7 +39,10 @@ public sealed record ResponseRewriteFilter
 /// <c>response-rewrite</c> {"status": 200, "headers": {"X-Server": "A6"}, "body": "...",
 /// "filters": [{"regex": "world", "scope": "global", "replace": "APISIX"}]}: a response-phase
 /// plugin (<c>ext-plugin-post-resp</c>) that changes the upstream's answer: its status, its
-/// headers, and its body, either replaced by <c>body</c> or rewritten by the <c>filters</c>.
+/// headers, and its body, either rewritten by the <c>filters</c> or, when there are none, replaced
+/// by <c>body</c>. When no filter matches, the upstream's body is left as it is. Every answer
+/// carries <c>X-Resp-A6-Runner: DotNet</c> (the configured headers may change it), as the Go
+/// runner's carries <c>X-Resp-A6-Runner: Go</c>.
 /// </summary>
 /// <remarks>
 /// The patterns are compiled once per route configuration; an invalid pattern or scope rejects the
@@ -70,13 +73,13 @@ public sealed partial class ResponseRewritePlugin(ILogger<ResponseRewritePlugin>
             problems.Add($"status must be between 100 and 599, got {config.Status}");
         }
 
-        if (!string.IsNullOrEmpty(config.Body))
+        var filters = config.Filters ?? [];
+
+        if (filters.Count == 0 && !string.IsNullOrEmpty(config.Body))
         {
             _body = Encoding.UTF8.GetBytes(config.Body);
-            return problems; // the body replaces the upstream's: the filters are not used
         }
 
-        var filters = config.Filters ?? [];
         var compiled = new List<(Regex, bool, string)>(filters.Count);
 
         for (var i = 0; i < filters.Count; i++)
@@ -117,6 +120,8 @@ public sealed partial class ResponseRewritePlugin(ILogger<ResponseRewritePlugin>
             response.Status = (ushort)Config.Status;
         }
 
+        response.SetHeader("X-Resp-A6-Runner", "DotNet");
+
         foreach (var (name, value) in Config.Headers ?? [])
         {
             if (value is null)
@@ -129,13 +134,17 @@ public sealed partial class ResponseRewritePlugin(ILogger<ResponseRewritePlugin>
             }
         }
 
+        if (_filters.Length > 0)
+        {
+            return RewriteBodyAsync(response);
+        }
+
         if (!_body.IsEmpty)
         {
             response.SetBody(_body);
-            return Continue();
         }
 
-        return _filters.Length > 0 ? RewriteBodyAsync(response) : Continue();
+        return Continue();
     }
 
     private async ValueTask<Decision> RewriteBodyAsync(Response response)

@@ -25,17 +25,58 @@ public class ResponseRewritePluginTests
         Assert.Empty(result.Body);
     }
 
-    [Fact]
-    public async Task The_body_replaces_the_upstreams_without_reading_it()
+    [Theory]
+    [InlineData("""{"body": "replaced"}""")]
+    [InlineData("""{"body": "replaced", "filters": []}""")]
+    public async Task Without_filters_the_body_replaces_the_upstreams_without_reading_it(string config)
     {
-        var tester = PluginTester.Create<ResponseRewritePlugin>(
-            """{"body": "replaced", "filters": [{"regex": "hello", "replace": "bye"}]}""");
+        var tester = PluginTester.Create<ResponseRewritePlugin>(config);
 
         var result = await tester.RunResponseAsync(Upstream("hello world"));
 
         Assert.Equal("replaced", result.BodyText);
         Assert.Equal(0, result.Status);
         Assert.Empty(result.ExtraInfo);
+    }
+
+    [Theory]
+    [InlineData("hello", "bye world")]
+    [InlineData("absent", "")]
+    public async Task With_filters_the_body_is_not_used(string regex, string body)
+    {
+        var tester = PluginTester.Create<ResponseRewritePlugin>(
+            $$"""{"body": "replaced", "filters": [{"regex": "{{regex}}", "replace": "bye"}]}""");
+
+        var result = await tester.RunResponseAsync(Upstream("hello world"));
+
+        Assert.Equal(body, result.BodyText);
+        Assert.Equal([Fetch.ResponseBody], result.ExtraInfo);
+    }
+
+    [Theory]
+    [InlineData("{}")]
+    [InlineData("""{"status": 201}""")]
+    [InlineData("""{"body": "replaced"}""")]
+    [InlineData("""{"filters": [{"regex": "hello", "replace": "bye"}]}""")]
+    [InlineData("""{"filters": [{"regex": "absent", "replace": "x"}]}""")]
+    public async Task Every_answer_carries_the_runner_header(string config)
+    {
+        var tester = PluginTester.Create<ResponseRewritePlugin>(config);
+
+        var result = await tester.RunResponseAsync(Upstream("hello world"));
+
+        Assert.Equal(["DotNet"], result.HeaderValues("X-Resp-A6-Runner"));
+        Assert.Equal("text/plain", result.Header("content-type"));
+    }
+
+    [Fact]
+    public async Task The_configured_headers_may_change_the_runner_header()
+    {
+        var tester = PluginTester.Create<ResponseRewritePlugin>("""{"headers": {"X-Resp-A6-Runner": "edge"}}""");
+
+        var result = await tester.RunResponseAsync(Upstream("hello"));
+
+        Assert.Equal(["edge"], result.HeaderValues("X-Resp-A6-Runner"));
     }
 
     [Fact]
@@ -80,13 +121,14 @@ public class ResponseRewritePluginTests
     }
 
     [Fact]
-    public async Task No_match_leaves_the_answer_unchanged()
+    public async Task No_match_leaves_the_upstream_body_and_status()
     {
         var tester = PluginTester.Create<ResponseRewritePlugin>("""{"filters": [{"regex": "absent", "replace": "x"}]}""");
 
         var result = await tester.RunResponseAsync(Upstream("hello"));
 
-        Assert.True(result.IsUnchanged);
+        Assert.Empty(result.Body);
+        Assert.Equal(0, result.Status);
     }
 
     [Fact]
@@ -95,7 +137,7 @@ public class ResponseRewritePluginTests
         var tester = PluginTester.Create<ResponseRewritePlugin>("""{"filters": [{"regex": ".", "scope": "global", "replace": "x"}]}""");
         var upstream = new TestUpstream { Body = [0xff, 0xfe, 0x00, 0x41] };
 
-        Assert.True((await tester.RunResponseAsync(upstream)).IsUnchanged);
+        Assert.Empty((await tester.RunResponseAsync(upstream)).Body);
     }
 
     [Fact]

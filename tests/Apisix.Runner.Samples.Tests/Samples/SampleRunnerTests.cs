@@ -121,6 +121,7 @@ public class SampleRunnerTests
                 Assert.Equal(ExtraInfo.Info.RespBody, ask.Item);
                 var rewritten = Assert.IsType<RunnerMessage.HttpRespCallResp>(await apisix.ReplyAsync("hello world"u8.ToArray()));
                 Assert.Equal("hello APISIX", Encoding.UTF8.GetString(rewritten.Item.Body));
+                Assert.Contains(TextEntry.Set("X-Resp-A6-Runner", "DotNet"), rewritten.Item.Headers);
 
                 // A rejected configuration: an error for the PrepareConf, and a log naming the plugin and why.
                 var rejected = Assert.IsType<RunnerMessage.ErrResp>(await apisix.PrepareAsync(("fault-injection", """{"percentage": 50}""")));
