@@ -91,7 +91,6 @@ type SampleRunnerScenarios(program: string) =
                   prepare "bad rate" [ "limit-req", """{"rate": 0, "burst": 1}""" ]
                   prepare "bad regex" [ "response-rewrite", """{"filters": [{"regex": "(", "scope": "once", "replace": ""}]}""" ]
                   prepare "bad scope" [ "response-rewrite", """{"filters": [{"regex": "a", "scope": "twice", "replace": ""}]}""" ]
-                  prepare "no body" [ "request-body-rewrite", "{}" ]
                   prepare "not json" [ "say", "{body" ]
                   prepare "unknown" [ "say", "{}"; "no-such-plugin", "{}" ] ]
 

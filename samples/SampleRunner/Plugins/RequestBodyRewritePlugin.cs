@@ -6,13 +6,13 @@ namespace Apisix.Runner.Samples.Plugins;
 /// <summary>The configuration of <see cref="RequestBodyRewritePlugin"/>.</summary>
 public sealed record RequestBodyRewriteConfig
 {
-    /// <summary>The body the upstream gets instead of the client's. Required, not empty.</summary>
+    /// <summary>The body the upstream gets instead of the client's; none or empty: the plugin does nothing.</summary>
     public string? NewBody { get; set; }
 }
 
 /// <summary>
-/// <c>request-body-rewrite</c> {"new_body": "..."}: replaces the request body sent upstream. An empty
-/// or missing <c>new_body</c> is rejected (APISIX applies only a non-empty body).
+/// <c>request-body-rewrite</c> {"new_body": "..."}: replaces the request body sent upstream. Without
+/// <c>new_body</c>, or with an empty one, the request goes on untouched, as with the Go runner.
 /// </summary>
 public sealed class RequestBodyRewritePlugin()
     : PluginBase<RequestBodyRewriteConfig>(SampleJsonContext.Default.RequestBodyRewriteConfig)
@@ -22,19 +22,18 @@ public sealed class RequestBodyRewritePlugin()
     /// <inheritdoc/>
     protected override IEnumerable<string> Validate(RequestBodyRewriteConfig config)
     {
-        if (string.IsNullOrEmpty(config.NewBody))
-        {
-            return ["new_body is required and must not be empty"];
-        }
-
-        _body = Encoding.UTF8.GetBytes(config.NewBody);
+        _body = Encoding.UTF8.GetBytes(config.NewBody ?? "");
         return [];
     }
 
     /// <inheritdoc/>
     public override ValueTask<Decision> FilterAsync(Request request, Response response, CancellationToken cancellationToken)
     {
-        request.SetBody(_body);
+        if (!_body.IsEmpty)
+        {
+            request.SetBody(_body);
+        }
+
         return Continue();
     }
 }

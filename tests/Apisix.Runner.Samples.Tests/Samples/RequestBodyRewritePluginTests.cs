@@ -21,12 +21,13 @@ public class RequestBodyRewritePluginTests
     [Theory]
     [InlineData("{}")]
     [InlineData("""{"new_body": ""}""")]
-    public void Rejects_a_missing_or_empty_body(string config)
+    [InlineData("")]
+    public async Task Without_a_new_body_lets_the_request_go_on_untouched(string config)
     {
-        var rejected = Assert.Throws<ConfigurationRejectedException>(() => PluginTester.Create<RequestBodyRewritePlugin>(config));
+        var tester = PluginTester.Create<RequestBodyRewritePlugin>(config);
 
-        Assert.Equal(
-            "plugin 'request-body-rewrite' rejected its configuration: new_body is required and must not be empty",
-            Assert.Single(rejected.Problems));
+        var result = await tester.RunAsync(new TestRequest().WithMethod(Method.POST).WithBody("original"));
+
+        Assert.True(result.IsNoAction, $"expected no action, got {result}");
     }
 }
