@@ -1,6 +1,7 @@
 // The sample runner APISIX starts: `ext-plugin.cmd` in production, or by hand with
 // APISIX_LISTEN_ADDRESS=unix:/tmp/runner.sock for `ext-plugin.path_for_test`. Its plugins have the
-// names and configurations of the Go runner's samples, so routes written for that runner work unchanged.
+// names and configurations of the Go runner's samples, so routes written for that runner work
+// unchanged, but for the differences docs/comparison.md lists (limit-req's waiting above all).
 using Apisix.Runner;
 using Apisix.Runner.Samples;
 

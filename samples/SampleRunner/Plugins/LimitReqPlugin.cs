@@ -17,7 +17,9 @@ public sealed record LimitReqConfig
 /// every 1/rate s, as nginx's limit_req does. A request that comes early waits, asynchronously,
 /// for its turn, as long as at most <c>burst</c> requests are ahead of it; otherwise it is answered
 /// 503 at once. One bucket per route configuration: each route that configures the plugin gets its
-/// own plugin instance, shared by every connection.
+/// own plugin instance, shared by every connection. The Go runner's sample differs: it lets
+/// <c>burst</c> requests through at once and makes every later one wait, without bound, and with
+/// no burst it refuses every request (docs/comparison.md).
 /// </summary>
 /// <remarks>
 /// The bucket is one number, the time the next request may go, moved forward with a

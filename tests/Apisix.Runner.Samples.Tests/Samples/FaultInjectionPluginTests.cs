@@ -65,6 +65,7 @@ public class FaultInjectionPluginTests
     [Theory]
     [InlineData("{}", "http_status is required and must be between 200 and 599, got 0")]
     [InlineData("""{"http_status": 199}""", "http_status is required and must be between 200 and 599, got 199")]
+    [InlineData("""{"http_status": 600}""", "http_status is required and must be between 200 and 599, got 600")]
     [InlineData("""{"http_status": 503, "percentage": 101}""", "percentage must be between 0 and 100, got 101")]
     [InlineData("""{"http_status": 503, "percentage": -1}""", "percentage must be between 0 and 100, got -1")]
     public void Rejects_an_invalid_configuration_with_the_reason(string config, string reason)

@@ -109,6 +109,14 @@ public class ResponseRewritePluginTests
     }
 
     [Fact]
+    public async Task A_global_filter_rewrites_each_match_not_only_the_first_matchs_text()
+    {
+        var tester = PluginTester.Create<ResponseRewritePlugin>("""{"filters": [{"regex": "\\d+", "scope": "global", "replace": "x"}]}""");
+
+        Assert.Equal("ax bx cx", (await tester.RunResponseAsync(Upstream("a1 b22 c1"))).BodyText);
+    }
+
+    [Fact]
     public async Task The_upstream_body_is_read_through_ExtraInfo_asked_up_front()
     {
         var tester = PluginTester.Create<ResponseRewritePlugin>("""{"filters": [{"regex": "hello", "replace": "bye"}]}""");
