@@ -2,6 +2,8 @@ namespace Apisix.Runner
 
 open System.Runtime.CompilerServices
 
-// The tests check the per-call request/response objects and the cache directly.
+// The test kit runs calls on the runtime's own path (Call, IExtraInfoSource); the tests check the
+// per-call objects, the cache and the sessions directly.
+[<assembly: InternalsVisibleTo("Apisix.Runner.Testing")>]
 [<assembly: InternalsVisibleTo("Apisix.Runner.Tests")>]
 do ()

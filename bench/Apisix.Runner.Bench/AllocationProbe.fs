@@ -21,10 +21,10 @@ let private plugins =
     [ Plugin.ofFilter "say" (fun _ resp ->
           resp.AddHeader("X-Resp-A6-Runner", "DotNet")
           resp.SetBody hello
-          Filter.stop)
+          stop)
       Plugin.ofFilter "request-body-rewrite" (fun req _ ->
           req.SetBody newBody
-          Filter.next) ]
+          proceed) ]
 
 let private frameOf (encode: FlatBufferBuilder -> Result<ReadOnlyMemory<byte>, EncodeError>) =
     use b = new FlatBufferBuilder()
@@ -52,7 +52,7 @@ let private readFrame (s: Socket) (buffer: byte[]) =
 
 let private measure (s: Socket) (plugin: string) (calls: int) =
     let buffer = Array.zeroCreate<byte> 65536
-    s.Send(frameOf (fun b -> Encode.prepareConfReq b { Conf = [| TextEntry.Set(plugin, "{}") |]; Key = ValueSome plugin })) |> ignore
+    s.Send(frameOf (fun b -> Encode.prepareConfReq b { Conf = [| TextEntry.Set(plugin, "{}") |]; Key = plugin })) |> ignore
     readFrame s buffer |> ignore
 
     let token =
@@ -90,7 +90,9 @@ let run (calls: int) =
     let path = Path.Combine(Path.GetTempPath(), $"apisix-probe-{Environment.ProcessId}.sock")
     let options = RunnerOptions(ListenAddress = "unix:" + path)
     let server = RunnerServer(options, plugins, NullLogger<RunnerServer>.Instance, TimeProvider.System)
-    server.StartAsync(CancellationToken.None).Wait()
+    match server.Open() with
+    | Ok() -> ()
+    | Error e -> failwith (e.Describe())
 
     try
         for plugin in [ "say"; "request-body-rewrite" ] do

@@ -61,12 +61,12 @@ type CodecBenchmarks() =
         | Ok f -> f.Length
         | Error e -> fail (e.Describe())
 
-    /// Encode.httpReqCallStop, the span-based Stop encoder that httpReqCallResp wraps (no records needed).
+    /// Write.httpReqCallStop, the span-based Stop encoder that httpReqCallResp wraps (no records needed).
     [<Benchmark>]
     member _.EncodeStopSpans() : int =
         let s = Requests.stop
 
-        match Encode.httpReqCallStop (builder, 42u, s.Status, ReadOnlySpan s.Headers, ReadOnlySpan s.Body) with
+        match Write.httpReqCallStop (builder, 42u, s.Status, ReadOnlySpan s.Headers, ReadOnlySpan s.Body) with
         | Ok f -> f.Length
         | Error e -> fail (e.Describe())
 

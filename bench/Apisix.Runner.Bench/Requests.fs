@@ -54,7 +54,7 @@ let stopResp: HttpReqCall.Resp = { Id = 42u; Action = stopAction }
 
 /// A rewrite: new path, one request header set, one argument set, a 22-byte body.
 let rewrite: HttpReqCall.Rewrite =
-    { Path = ValueSome "/anything/rewritten"
+    { Path = "/anything/rewritten"
       Headers = [| TextEntry.Set("x-rewritten-by", "apisix-runner") |]
       Args = [| TextEntry.Set("page", "3") |]
       RespHeaders = [||]

@@ -493,7 +493,9 @@ let private soak (settings: Settings) =
     let plugins = provider.GetServices<Plugin>() |> Seq.map counted |> List.ofSeq
     let logger = provider.GetRequiredService<ILogger<RunnerServer>>()
     let server = RunnerServer(options, plugins, logger, TimeProvider.System)
-    server.StartAsync(CancellationToken.None).Wait()
+    match server.Open() with
+    | Ok() -> ()
+    | Error e -> failwith (e.Describe())
 
     printfn "soak: %.0f s, %d loadgen streams (%s), rounds of %.0f s, %d connections, sample every %.0f s"
         settings.Seconds streams.Length (String.Join(", ", streams |> List.map _.Name |> Array.ofList)) round.TotalSeconds

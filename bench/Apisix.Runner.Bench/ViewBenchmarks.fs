@@ -18,7 +18,7 @@ type ViewBenchmarks() =
         builder <- new FlatBufferBuilder()
 
         match HttpReqCallView.Read body with
-        | Ok v when v.ToMessage() = Requests.request -> ()
+        | Ok v when Decode.ofRequestView v = Requests.request -> ()
         | Ok _ -> fail "the view does not read back the request"
         | Error e -> fail (e.Describe())
 
@@ -69,7 +69,7 @@ type ViewBenchmarks() =
         | Ok v ->
             let s = Requests.stop
 
-            match Encode.httpReqCallStop (builder, v.Id, s.Status, ReadOnlySpan s.Headers, ReadOnlySpan s.Body) with
+            match Write.httpReqCallStop (builder, v.Id, s.Status, ReadOnlySpan s.Headers, ReadOnlySpan s.Body) with
             | Ok f -> f.Length
             | Error e -> fail (e.Describe())
         | Error e -> fail (e.Describe())

@@ -1,7 +1,6 @@
 // An F# runner: each plugin is a name, a config parser and a filter composed from smaller ones.
 open System.Text.Json
 open Apisix.Runner
-open Apisix.Runner.Filter
 
 /// Reads one string property of a JSON object configuration, if present.
 let stringProperty (name: string) (json: string) : Result<string option, string> =
@@ -26,7 +25,7 @@ let greet =
 
         onlyIf
             (fun req -> req.Header "x-pass" <> ValueSome "1")
-            (setResponseHeader "x-runner" "fsharp" >=> respond 200us [ "content-type", "text/plain" ] $"hello, {who}"))
+            (setResponseHeader "x-runner" "fsharp" >=> respond 200 [ "content-type", "text/plain" ] $"hello, {who}"))
 
 /// `tag`: tags the request for the upstream and moves it under a prefix.
 let tag =
@@ -36,7 +35,7 @@ let tag =
         setHeader "x-tagged" "true"
         >=> fun req _ ->
                 req.SetPath(prefix + req.Path)
-                next)
+                proceed)
 
 /// `client-ip`: passes the client address, read from nginx, to the upstream.
 let clientIp =

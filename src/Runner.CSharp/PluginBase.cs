@@ -52,7 +52,7 @@ public abstract class PluginBase
     /// The response phase: change the upstream's answer. Override it for the plugin to run in
     /// <c>ext-plugin-post-resp</c>. The upstream's status and headers are on the response
     /// (<c>UpstreamStatus</c>, <c>UpstreamHeaders</c>), its body comes from
-    /// <see cref="ResponseExtensions.GetUpstreamBodyAsync"/>; what the filter sets is sent back.
+    /// <see cref="Response.GetUpstreamBodyAsync"/>; what the filter sets is sent back.
     /// </summary>
     /// <param name="request">The request: the call id, nginx variables (no request line or headers in this phase).</param>
     /// <param name="response">The upstream's answer, and the changes made to it in the chain.</param>
@@ -70,11 +70,11 @@ public abstract class PluginBase
 
     /// <summary>Stop the chain: the request phase answers the client with the response as built.</summary>
     /// <returns>A completed <see cref="Decision.Stop"/>, cached.</returns>
-    protected static ValueTask<Decision> Stop() => FilterModule.stop;
+    protected static ValueTask<Decision> Stop() => Filters.Halt;
 
     /// <summary>Go on with the chain, with whatever the filter changed.</summary>
     /// <returns>A completed <see cref="Decision.Continue"/>, cached.</returns>
-    protected static ValueTask<Decision> Continue() => FilterModule.next;
+    protected static ValueTask<Decision> Continue() => Filters.Proceed;
 
     internal IEnumerable<ExtraInfo.Info> DeclaredPrefetch => Prefetch;
 

@@ -1,6 +1,4 @@
 using System.Diagnostics.CodeAnalysis;
-using System.Reflection;
-using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.FSharp.Collections;
 using Microsoft.FSharp.Core;
@@ -27,7 +25,7 @@ public static class PluginFactory
     /// <summary>Makes the F# plugin of <typeparamref name="T"/>.</summary>
     /// <typeparam name="T">The plugin class.</typeparam>
     /// <param name="services">Where constructor arguments come from; none: an empty provider.</param>
-    /// <param name="name">The name routes use; none: <see cref="NameOf"/>.</param>
+    /// <param name="name">The name routes use; none: <see cref="PluginType.NameOf"/>.</param>
     /// <returns>The plugin, to register with <c>services.AddPlugin(plugin)</c> or to test with <c>PluginTestKit</c>.</returns>
     public static Plugin Create<[DynamicallyAccessedMembers(PluginMembers)] T>(IServiceProvider? services = null, string? name = null)
         where T : PluginBase =>
@@ -36,45 +34,11 @@ public static class PluginFactory
     /// <summary>Makes the F# plugin of a <see cref="PluginBase"/> subclass.</summary>
     /// <param name="pluginType">A concrete subclass of <see cref="PluginBase"/>.</param>
     /// <param name="services">Where constructor arguments come from; none: an empty provider.</param>
-    /// <param name="name">The name routes use; none: <see cref="NameOf"/>.</param>
+    /// <param name="name">The name routes use; none: <see cref="PluginType.NameOf"/>.</param>
     /// <returns>The plugin.</returns>
     /// <exception cref="ArgumentException">The type is not a concrete plugin class, or the name is empty.</exception>
     public static Plugin Create([DynamicallyAccessedMembers(PluginMembers)] Type pluginType, IServiceProvider? services = null, string? name = null) =>
         Describe(pluginType, name).ToPlugin(services ?? EmptyServices.Instance);
-
-    /// <summary>
-    /// The name of a plugin class: its <see cref="PluginNameAttribute"/>, else the class name
-    /// without a <c>Plugin</c> suffix in lower-case kebab case (<c>FaultInjectionPlugin</c> is
-    /// <c>fault-injection</c>, <c>Say</c> is <c>say</c>).
-    /// </summary>
-    /// <param name="pluginType">The plugin class.</param>
-    /// <returns>The name routes use.</returns>
-    public static string NameOf(Type pluginType)
-    {
-        ArgumentNullException.ThrowIfNull(pluginType);
-
-        if (pluginType.GetCustomAttribute<PluginNameAttribute>(inherit: false) is { } attribute)
-        {
-            return attribute.Name;
-        }
-
-        var name = pluginType.Name;
-        var tick = name.IndexOf('`', StringComparison.Ordinal);
-
-        if (tick >= 0)
-        {
-            name = name[..tick];
-        }
-
-        const string suffix = "Plugin";
-
-        if (name.Length > suffix.Length && name.EndsWith(suffix, StringComparison.Ordinal))
-        {
-            name = name[..^suffix.Length];
-        }
-
-        return JsonNamingPolicy.KebabCaseLower.ConvertName(name);
-    }
 
     /// <summary>Checks a plugin type once, at registration: its name, constructor and phases.</summary>
     internal static PluginDescription Describe([DynamicallyAccessedMembers(PluginMembers)] Type pluginType, string? name)
@@ -86,7 +50,7 @@ public static class PluginFactory
             throw new ArgumentException($"{pluginType} is not a concrete subclass of {nameof(PluginBase)}.", nameof(pluginType));
         }
 
-        name ??= NameOf(pluginType);
+        name ??= PluginType.NameOf(pluginType);
 
         if (string.IsNullOrWhiteSpace(name))
         {
@@ -96,12 +60,9 @@ public static class PluginFactory
         return new PluginDescription(
             name,
             ActivatorUtilities.CreateFactory(pluginType, Type.EmptyTypes),
-            Overrides(pluginType, nameof(PluginBase.FilterAsync)),
-            Overrides(pluginType, nameof(PluginBase.ResponseFilterAsync)));
+            PluginType.Overrides(pluginType, nameof(PluginBase.FilterAsync), s_filterParameters),
+            PluginType.Overrides(pluginType, nameof(PluginBase.ResponseFilterAsync), s_filterParameters));
     }
-
-    private static bool Overrides([DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicMethods)] Type pluginType, string method) =>
-        pluginType.GetMethod(method, BindingFlags.Public | BindingFlags.Instance, s_filterParameters)?.DeclaringType != typeof(PluginBase);
 
     private static class EmptyServices
     {
@@ -129,12 +90,12 @@ internal sealed class PluginDescription(string name, ObjectFactory factory, bool
 
         var request = requestPhase
             ? FSharpValueOption<FilterFunc>.NewValueSome(
-                FuncConvert.FromFunc<Request, Response, ValueTask<Decision>>((req, resp) => plugin.FilterAsync(req, resp, req.CancellationToken)))
+                Filters.OfFunc((req, resp) => plugin.FilterAsync(req, resp, req.CancellationToken)))
             : FSharpValueOption<FilterFunc>.None;
 
         var response = responsePhase
             ? FSharpValueOption<FilterFunc>.NewValueSome(
-                FuncConvert.FromFunc<Request, Response, ValueTask<Decision>>((req, resp) => plugin.ResponseFilterAsync(req, resp, req.CancellationToken)))
+                Filters.OfFunc((req, resp) => plugin.ResponseFilterAsync(req, resp, req.CancellationToken)))
             : FSharpValueOption<FilterFunc>.None;
 
         return FSharpResult<PluginFilters, string>.NewOk(new PluginFilters(request, response, ListModule.OfSeq(plugin.DeclaredPrefetch)));

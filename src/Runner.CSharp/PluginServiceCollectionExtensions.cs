@@ -12,7 +12,7 @@ namespace Apisix.Runner.CSharp;
 /// </summary>
 public static class PluginServiceCollectionExtensions
 {
-    /// <summary>Registers a plugin class under its name (<see cref="PluginFactory.NameOf"/>). Trimming and Native AOT safe.</summary>
+    /// <summary>Registers a plugin class under its name (<see cref="PluginType.NameOf"/>). Trimming and Native AOT safe.</summary>
     /// <typeparam name="T">The plugin class.</typeparam>
     /// <param name="services">The runner's services.</param>
     /// <returns>The same services, to chain calls.</returns>

@@ -6,7 +6,6 @@ open System.Text
 open System.Text.Json
 open System.Threading.Tasks
 open Apisix.Runner
-open Apisix.Runner.Filter
 
 let private json (text: string) : Result<JsonElement, string> =
     try
@@ -42,7 +41,7 @@ let private int' e name (fallback: int) =
 /// `stop` {"status", "headers": {name: value}, "body"}: answers at once.
 let stop =
     Plugin.create "stop" json (fun c ->
-        respond (uint16 (int' c "status" 200)) [ for n, v in props c "headers" -> n, defaultArg v "" ] (defaultArg (str c "body") ""))
+        respond (int' c "status" 200) [ for n, v in props c "headers" -> n, defaultArg v "" ] (defaultArg (str c "body") ""))
 
 /// `rewrite` {"path", "headers": {name: value|null}, "args": {name: value|null}, "resp_headers": {...}, "body"}.
 let rewrite =
@@ -64,7 +63,7 @@ let rewrite =
                 resp.SetHeader(n, defaultArg v "")
 
             str c "body" |> Option.iter (fun b -> req.SetBody b)
-            next)
+            proceed)
 
 /// `mirror`: copies what it sees into request headers x-seen-*, so a test can check what a filter saw.
 let mirror =
@@ -74,7 +73,7 @@ let mirror =
         req.SetHeader("x-seen-ip", string req.SrcIp)
         req.SetHeader("x-seen-host", req.Header "host" |> ValueOption.defaultValue "(none)")
         req.SetHeader("x-seen-args", String.Join(",", req.ArgValues "a"))
-        next)
+        proceed)
 
 /// `vars` {"names": [...]}: reads nginx variables on demand (twice each) into x-var-NAME headers.
 let vars =
@@ -124,7 +123,7 @@ let resp =
             task {
                 let! upstream = r.UpstreamBody()
                 let text = upstream |> ValueOption.map Encoding.UTF8.GetString |> ValueOption.defaultValue "(none)"
-                r.Status <- uint16 (int' c "status" (int r.UpstreamStatus))
+                r.Status <- int' c "status" r.UpstreamStatus
                 r.SetHeader("x-upstream-status", string r.UpstreamStatus)
                 r.SetHeader("x-upstream-type", r.Header "content-type" |> ValueOption.defaultValue "(none)")
                 r.SetBody(text.ToUpperInvariant())

@@ -51,7 +51,7 @@ public sealed class FaultInjectionPlugin(Random? random = null)
             return Continue();
         }
 
-        response.Status = (ushort)Config.HttpStatus;
+        response.Status = Config.HttpStatus;
 
         if (!string.IsNullOrEmpty(Config.Body))
         {

@@ -117,7 +117,7 @@ public sealed partial class ResponseRewritePlugin(ILogger<ResponseRewritePlugin>
     {
         if (Config.Status != 0)
         {
-            response.Status = (ushort)Config.Status;
+            response.Status = Config.Status;
         }
 
         response.SetHeader("X-Resp-A6-Runner", "DotNet");

@@ -34,7 +34,7 @@ public sealed class StopPlugin() : PluginBase<StopConfig>(SampleJsonContext.Defa
     /// <inheritdoc/>
     public override ValueTask<Decision> FilterAsync(Request request, Response response, CancellationToken cancellationToken)
     {
-        response.Status = (ushort)Config.Status;
+        response.Status = Config.Status;
 
         foreach (var (name, value) in Config.Headers ?? [])
         {

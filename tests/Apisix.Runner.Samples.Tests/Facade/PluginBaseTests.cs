@@ -98,8 +98,8 @@ public class PluginBaseTests
         var request = await tester.RunAsync(new TestRequest().WithBody("quiet"));
         var response = await tester.RunResponseAsync(new TestUpstream().WithBody("quiet"));
 
-        Assert.Empty(tester.Chain.RequestFilters);
-        Assert.Single(tester.Chain.ResponseFilters);
+        Assert.Empty(tester.Chain.Request.Plugins);
+        Assert.Single(tester.Chain.Response.Plugins);
         Assert.True(request.IsNoAction);
         Assert.Empty(request.ExtraInfo);
         Assert.Equal("QUIET", response.BodyText);
@@ -113,7 +113,7 @@ public class PluginBaseTests
 
         var response = await tester.RunResponseAsync(new TestUpstream().WithBody("body"));
 
-        Assert.Empty(tester.Chain.ResponseFilters);
+        Assert.Empty(tester.Chain.Response.Plugins);
         Assert.True(response.IsUnchanged);
     }
 
@@ -135,8 +135,8 @@ public class PluginBaseTests
 
         var result = await tester.RunAsync(new TestRequest().WithVar("remote_addr", "10.0.0.7").WithVar("request_time", "0.001"));
 
-        Assert.Equal([Fetch.Var("remote_addr")], tester.Chain.RequestPrefetch);
-        Assert.Empty(tester.Chain.ResponsePrefetch);
+        Assert.Equal([Fetch.Var("remote_addr")], tester.Chain.Request.Prefetch);
+        Assert.Empty(tester.Chain.Response.Prefetch);
         Assert.Equal("10.0.0.7", result.Rewrite.Header("x-client-ip"));
         Assert.Equal(Fetch.Var("remote_addr"), result.ExtraInfo[0]);
     }

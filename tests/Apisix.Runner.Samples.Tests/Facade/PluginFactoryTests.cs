@@ -12,7 +12,7 @@ public class PluginFactoryTests
     [InlineData(typeof(Apisix.Runner.Samples.Plugins.FaultInjectionPlugin), "fault-injection")]
     public void Names_come_from_the_attribute_else_the_class_in_kebab_case(Type type, string expected)
     {
-        Assert.Equal(expected, PluginFactory.NameOf(type));
+        Assert.Equal(expected, PluginType.NameOf(type));
     }
 
     [Fact]

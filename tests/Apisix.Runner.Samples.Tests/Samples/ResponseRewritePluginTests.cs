@@ -124,8 +124,8 @@ public class ResponseRewritePluginTests
         var result = await tester.RunResponseAsync(Upstream("hello"));
 
         Assert.Equal([Fetch.ResponseBody], result.ExtraInfo);
-        Assert.Equal([Fetch.ResponseBody], tester.Chain.ResponsePrefetch);
-        Assert.Empty(tester.Chain.RequestFilters);
+        Assert.Equal([Fetch.ResponseBody], tester.Chain.Response.Prefetch);
+        Assert.Empty(tester.Chain.Request.Plugins);
     }
 
     [Fact]

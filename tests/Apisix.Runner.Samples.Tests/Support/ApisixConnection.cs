@@ -13,7 +13,7 @@ public sealed class ApisixConnection : IDisposable
 
     public async Task<RunnerMessage> PrepareAsync(params (string Name, string Config)[] conf)
     {
-        var request = new PrepareConf.Req([.. conf.Select(c => TextEntry.Set(c.Name, c.Config))], FSharpValueOption<string>.None);
+        var request = new PrepareConf.Req([.. conf.Select(c => TextEntry.Set(c.Name, c.Config))], null);
         await SendAsync(Encode.prepareConfReq(_builder, request));
         return await ReceiveAsync();
     }

@@ -1,7 +1,6 @@
 namespace Apisix.Runner
 
 open System
-open System.Globalization
 open System.IO
 
 /// Settings of the runner. APISIX sets the first two through the environment
@@ -70,9 +69,3 @@ type RunnerOptions() =
               "Runner:ConfCacheCapacity must be at least 1"
           if o.ShutdownTimeout < TimeSpan.Zero then
               "Runner:ShutdownTimeout must not be negative" ]
-
-module internal Parse =
-    let seconds (text: string) =
-        match Double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture) with
-        | true, v when v > 0.0 && v < 1e9 -> ValueSome(TimeSpan.FromSeconds v)
-        | _ -> ValueNone

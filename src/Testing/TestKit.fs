@@ -41,7 +41,7 @@ type TestRequest() =
 
     /// Adds an argument value; a null value is an argument given without `=`.
     member r.WithArg(name: string, value: string) =
-        r.Args.Add { Name = name; Value = (if isNull value then ValueNone else ValueSome value) }
+        r.Args.Add { Name = name; Value = value }
         r
 
     member r.WithVar(name: string, value: string) =
@@ -96,22 +96,21 @@ type TestResult<'Answer> =
 /// Reading the decoded answers of a test run: lookups in TextEntry arrays (names compared
 /// without case, entries without a value being deletions) and bodies as text.
 module TestAnswer =
-    let private named (name: string) (e: TextEntry) =
-        String.Equals(e.Name, name, StringComparison.OrdinalIgnoreCase)
+    let private named (name: string) (e: TextEntry) = EntryName.equals e.Name name
 
-    /// The first value given to `name`; none when no entry with a value names it.
-    let first (name: string) (entries: TextEntry[]) : string voption =
-        match entries |> Array.tryFind (fun e -> named name e && e.Value.IsSome) with
+    /// The first value given to `name`; null when no entry with a value names it.
+    let first (name: string) (entries: TextEntry[]) : string =
+        match entries |> Array.tryFind (fun e -> named name e && e.HasValue) with
         | Some e -> e.Value
-        | None -> ValueNone
+        | None -> null
 
     /// Every value given to `name`, in order; empty when none.
     let values (name: string) (entries: TextEntry[]) : string[] =
-        entries |> Array.filter (fun e -> named name e && e.Value.IsSome) |> Array.map (fun e -> e.Value.Value)
+        entries |> Array.filter (fun e -> named name e && e.HasValue) |> Array.map (fun e -> e.Value)
 
     /// Whether an entry without a value (a deletion, in a Rewrite) names `name`.
     let deletes (name: string) (entries: TextEntry[]) : bool =
-        entries |> Array.exists (fun e -> named name e && e.Value.IsNone)
+        entries |> Array.exists (fun e -> named name e && not e.HasValue)
 
     /// A body as UTF-8 text; empty when there is none.
     let text (body: byte[]) : string =
@@ -135,7 +134,7 @@ type private TableSource(vars: Dictionary<string, string>, reqBody: byte[], resp
     member _.Asked = List.ofSeq asked
 
     interface IExtraInfoSource with
-        member _.Fetch(info, _) =
+        member _.Fetch info =
             asked.Add info
 
             let value =
@@ -163,21 +162,31 @@ type PluginTestKit =
 
         Chain.build registry [| for plugin, json in conf -> TextEntry.Set(plugin.Name, json) |]
 
-    static member private Run(phase, filters, prefetch, source: TableSource, reset: CallRunner -> unit, id, decode) =
+    /// The body of a frame that `write` encodes, copied out of the builder.
+    static member private Body(write: FlatBufferBuilder -> Result<ReadOnlyMemory<byte>, EncodeError>) =
+        use builder = new FlatBufferBuilder()
+
+        match write builder with
+        | Ok frame -> ReadOnlyMemory(frame.Slice(Frame.HeaderLength).ToArray())
+        | Error e -> invalidOp (e.Describe())
+
+    static member private Run(phase: ChainPhase, source: TableSource, start: Call -> unit, decode) =
         task {
             use builder = new FlatBufferBuilder()
-            let call = CallRunner()
-            reset call
+            let call = Call()
+            start call
 
-            for info in prefetch do
-                let! value = (source :> IExtraInfoSource).Fetch(info, CancellationToken.None)
+            for info in phase.Prefetch do
+                let! value = (source :> IExtraInfoSource).Fetch info
                 call.Prefetched(info, value)
 
-            let! decision = call.RunChain filters
+            let! decision = phase.Run call.Request call.Response
 
-            match call.Encode(builder, phase, id, decision) with
+            match call.Encode(builder, decision) with
             | Error e -> return invalidOp (e.Describe())
             | Ok frame ->
+                call.Finish()
+
                 match decode (frame.Slice Frame.HeaderLength) with
                 | Ok answer -> return { Answer = answer; ExtraInfo = source.Asked }
                 | Error(e: DecodeError) -> return invalidOp (e.Describe())
@@ -185,54 +194,34 @@ type PluginTestKit =
 
     /// Runs the request-phase chain on a request; the answer is the HTTPReqCall.Resp APISIX would get.
     static member RunRequestAsync(chain: Chain, request: TestRequest) : Task<TestResult<HttpReqCall.Resp>> =
-        use builder = new FlatBufferBuilder()
-
-        let body =
-            match Encode.httpReqCallReq builder (request.ToMessage 1u) with
-            | Ok frame -> frame.Slice(Frame.HeaderLength).ToArray()
-            | Error e -> invalidOp (e.Describe())
-
-        match HttpReqCallView.Read(ReadOnlyMemory body) with
+        match HttpReqCallView.Read(PluginTestKit.Body(fun b -> Encode.httpReqCallReq b (request.ToMessage 1u))) with
         | Error e -> invalidOp (e.Describe())
         | Ok view ->
             let source = TableSource(request.Vars, request.Body, null)
 
             PluginTestKit.Run(
-                RequestPhase,
-                chain.RequestFilters,
-                chain.RequestPrefetch,
+                chain.Request,
                 source,
                 (fun call -> call.StartRequest(view, source, CancellationToken.None)),
-                view.Id,
                 fun (m: ReadOnlyMemory<byte>) -> Decode.httpReqCallResp m.Span
             )
 
     /// Runs the response-phase chain on an upstream answer; the answer is the HTTPRespCall.Resp APISIX would get.
     static member RunResponseAsync(chain: Chain, upstream: TestUpstream) : Task<TestResult<HttpRespCall.Resp>> =
-        use builder = new FlatBufferBuilder()
-
         let message: HttpRespCall.Req =
             { Id = upstream.Id
               Status = upstream.Status
               Headers = upstream.Headers.ToArray()
               ConfToken = 1u }
 
-        let body =
-            match Encode.httpRespCallReq builder message with
-            | Ok frame -> frame.Slice(Frame.HeaderLength).ToArray()
-            | Error e -> invalidOp (e.Describe())
-
-        match HttpRespCallView.Read(ReadOnlyMemory body) with
+        match HttpRespCallView.Read(PluginTestKit.Body(fun b -> Encode.httpRespCallReq b message)) with
         | Error e -> invalidOp (e.Describe())
         | Ok view ->
             let source = TableSource(upstream.Vars, null, upstream.Body)
 
             PluginTestKit.Run(
-                ResponsePhase,
-                chain.ResponseFilters,
-                chain.ResponsePrefetch,
+                chain.Response,
                 source,
                 (fun call -> call.StartResponse(view, source, CancellationToken.None)),
-                view.Id,
                 fun (m: ReadOnlyMemory<byte>) -> Decode.httpRespCallResp m.Span
             )

@@ -66,7 +66,7 @@ public sealed class StopAnswer
     /// <summary>The first value of a header (case ignored).</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The value, or <c>null</c> when absent.</returns>
-    public string? Header(string name) => TestAnswer.first(name, Value.Headers).OrNull();
+    public string? Header(string name) => TestAnswer.first(name, Value.Headers);
 
     /// <summary>Every value of a header (case ignored), in order.</summary>
     /// <param name="name">The header name.</param>
@@ -83,7 +83,7 @@ public sealed class RewriteAnswer
     public HttpReqCall.Rewrite Value { get; }
 
     /// <summary>The new upstream path; <c>null</c> when unchanged.</summary>
-    public string? Path => Value.Path.IsSome ? Value.Path.Value : null;
+    public string? Path => Value.Path;
 
     /// <summary>The request headers set (with a value) or deleted (without).</summary>
     public IReadOnlyList<TextEntry> Headers => Value.Headers;
@@ -103,7 +103,7 @@ public sealed class RewriteAnswer
     /// <summary>The value a request header is set to (case ignored).</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The value, or <c>null</c> when the header is not set (unchanged or deleted).</returns>
-    public string? Header(string name) => TestAnswer.first(name, Value.Headers).OrNull();
+    public string? Header(string name) => TestAnswer.first(name, Value.Headers);
 
     /// <summary>Whether the rewrite deletes a request header (case ignored).</summary>
     /// <param name="name">The header name.</param>
@@ -113,7 +113,7 @@ public sealed class RewriteAnswer
     /// <summary>The first value a query argument is set to.</summary>
     /// <param name="name">The argument name.</param>
     /// <returns>The value, or <c>null</c> when the argument is not set (unchanged or deleted).</returns>
-    public string? Arg(string name) => TestAnswer.first(name, Value.Args).OrNull();
+    public string? Arg(string name) => TestAnswer.first(name, Value.Args);
 
     /// <summary>Every value a query argument is set to, in order.</summary>
     /// <param name="name">The argument name.</param>
@@ -128,7 +128,7 @@ public sealed class RewriteAnswer
     /// <summary>The value a response header is set to (case ignored).</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The value, or <c>null</c> when not set.</returns>
-    public string? ResponseHeader(string name) => TestAnswer.first(name, Value.RespHeaders).OrNull();
+    public string? ResponseHeader(string name) => TestAnswer.first(name, Value.RespHeaders);
 }
 
 /// <summary>The answer to a response-phase call, as APISIX reads it: what replaces the upstream's status, headers and body.</summary>
@@ -164,7 +164,7 @@ public sealed class ResponseResult
     /// <summary>The first value of a header sent back (case ignored).</summary>
     /// <param name="name">The header name.</param>
     /// <returns>The value, or <c>null</c> when absent.</returns>
-    public string? Header(string name) => TestAnswer.first(name, Answer.Headers).OrNull();
+    public string? Header(string name) => TestAnswer.first(name, Answer.Headers);
 
     /// <summary>Every value of a header sent back (case ignored), in order.</summary>
     /// <param name="name">The header name.</param>

@@ -1,0 +1,66 @@
+namespace Apisix.Runner
+
+open System.Threading
+
+/// One call's request and response, reused call after call on one connection, and the answer
+/// encoded as APISIX applies it. Shared by the runtime's sessions and the test kit, so that
+/// plugins are tested on exactly the path they run on. Calls run one at a time.
+[<Sealed>]
+type internal Call() =
+    let request = Request()
+    let response = Response()
+
+    member _.Request = request
+    member _.Response = response
+
+    /// The plugin running now, for the log when the call fails; `(prefetch)` before the first.
+    member _.Plugin = if request.Plugin = "" then "(prefetch)" else request.Plugin
+
+    /// Sets up a request-phase call: the request as APISIX sent it, an empty answer.
+    member _.StartRequest(view: HttpReqCallView, source: IExtraInfoSource, ct: CancellationToken) =
+        request.Reset(RequestCall view, view.Id, source, ct)
+        response.Reset(RequestCall view, source)
+
+    /// Sets up a response-phase call: the upstream's answer, no request line or headers.
+    member _.StartResponse(view: HttpRespCallView, source: IExtraInfoSource, ct: CancellationToken) =
+        request.Reset(ResponseCall view, view.Id, source, ct)
+        response.Reset(ResponseCall view, source)
+
+    /// Ends the call: its request and response refuse reads until the next one starts.
+    member _.Finish() =
+        request.Reset(Idle, 0u, Unchecked.defaultof<_>, CancellationToken.None)
+        response.Reset(Idle, Unchecked.defaultof<_>)
+
+    /// Hands a prefetched value to the object that serves it.
+    member _.Prefetched(info: ExtraInfo.Info, value: byte[] voption) =
+        match info with
+        | ExtraInfo.RespBody -> response.Prefetched value
+        | _ -> request.Prefetched(info, value)
+
+    /// The answer frame: in the request phase a Stop (status 200 unless set), a Rewrite of only
+    /// what changed, or no action when nothing did; in the response phase the changed status and
+    /// body, and the whole header set when any header changed.
+    member _.Encode(builder: FlatBufferBuilder, decision: Decision) =
+        match request.Phase, decision with
+        | CallPhase.Request, Decision.Stop ->
+            let status = if response.StatusChange = 0us then 200us else response.StatusChange
+            Write.httpReqCallStop (builder, request.Id, status, response.HeaderChanges, response.BodyChange)
+        | CallPhase.Request, _ when request.Changed || response.HeaderChanges.Length > 0 ->
+            Write.httpReqCallRewrite (
+                builder,
+                request.Id,
+                request.PathChange,
+                request.HeaderChanges,
+                request.ArgChanges,
+                response.HeaderChanges,
+                request.BodyChange
+            )
+        | CallPhase.Request, _ -> Write.httpReqCallContinue (builder, request.Id)
+        | _ -> Write.httpRespCallResp (builder, request.Id, response.StatusChange, response.AnswerHeaders, response.BodyChange)
+
+    /// A word for the debug log, without reflection-based formatting.
+    member _.Describe(decision: Decision) =
+        match request.Phase, decision with
+        | CallPhase.Request, Decision.Stop -> "stop"
+        | CallPhase.Request, _ -> "continue"
+        | _ -> "response"

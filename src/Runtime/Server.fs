@@ -1,0 +1,213 @@
+namespace Apisix.Runner
+
+open System
+open System.Collections.Concurrent
+open System.Collections.Generic
+open System.Diagnostics
+open System.IO
+open System.Net.Sockets
+open System.Threading
+open System.Threading.Tasks
+open Microsoft.Extensions.Hosting
+open Microsoft.Extensions.Logging
+
+/// Why the runner could not start: a result the host turns into an exit code and one line on stderr.
+type StartError =
+    /// The settings are unusable, one sentence per problem.
+    | InvalidSettings of problems: string list
+    /// Two registered plugins share a name, or one has none.
+    | InvalidPlugins of problem: string
+    /// Another process serves the socket path.
+    | SocketInUse of path: string
+    /// The socket could not be created, bound or given its mode.
+    | SocketFailed of path: string * reason: string
+
+    /// One line for stderr and the log.
+    member e.Describe() =
+        match e with
+        | InvalidSettings problems -> "invalid runner settings: " + String.Join("; ", problems)
+        | InvalidPlugins problem -> problem
+        | SocketInUse path -> $"another process is serving {path}; not taking it over"
+        | SocketFailed(path, reason) -> $"cannot listen on {path}: {reason}"
+
+/// The unix-socket server APISIX talks to: binds the socket, hands each connection to a session
+/// through the transport, sweeps the conf cache, enforces the deadlines of asynchronous calls, and
+/// on stop answers what it has received before it removes the socket.
+[<Sealed>]
+type RunnerServer(options: RunnerOptions, plugins: Plugin seq, logger: ILogger<RunnerServer>, time: TimeProvider) =
+    let cache = ConfCache(options.ConfLifetime, options.ConfCacheCapacity, time)
+    let sessions = ConcurrentDictionary<Session, Task>()
+    let mutable registry: IReadOnlyDictionary<string, Plugin> = Dictionary<string, Plugin>()
+    let mutable transport: ITransport = Unchecked.defaultof<_>
+    let mutable listener: Socket = null
+    let mutable sweeper: ITimer = null
+    let mutable ticker: Timer = null
+    let mutable socketPath = ""
+
+    let register (all: Plugin seq) : Result<IReadOnlyDictionary<string, Plugin>, StartError> =
+        let d = Dictionary<string, Plugin>(StringComparer.Ordinal)
+
+        let problem =
+            all
+            |> Seq.tryPick (fun p ->
+                if String.IsNullOrWhiteSpace p.Name then Some "a plugin has an empty name"
+                elif d.ContainsKey p.Name then Some $"two plugins are named '{p.Name}'"
+                else
+                    d[p.Name] <- p
+                    None)
+
+        match problem with
+        | Some why -> Error(InvalidPlugins why)
+        | None -> Ok d
+
+    /// Removes a socket file left by a runner that died; refuses to take over a live one.
+    let clearStale (path: string) : Result<unit, StartError> =
+        if not (File.Exists path) then
+            Ok()
+        else
+            use probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+
+            let live =
+                try
+                    probe.Connect(UnixDomainSocketEndPoint path)
+                    true
+                with :? SocketException ->
+                    false
+
+            if live then
+                Error(SocketInUse path)
+            else
+                File.Delete path
+                Ok()
+
+    let bind (path: string) : Result<Socket, StartError> =
+        let l = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+
+        try
+            l.Bind(UnixDomainSocketEndPoint path)
+            File.SetUnixFileMode(path, options.UnixFileMode)
+            let mode = File.GetUnixFileMode path
+
+            if mode <> options.UnixFileMode then
+                l.Dispose()
+                Error(SocketFailed(path, $"it has mode {Convert.ToString(int mode, 8)}, not {options.SocketMode}"))
+            else
+                l.Listen 512
+                Ok l
+        with
+        | :? SocketException
+        | :? IOException
+        | :? UnauthorizedAccessException as e ->
+            l.Dispose()
+            Error(SocketFailed(path, e.Message))
+
+    let context () =
+        { Cache = cache
+          Plugins = registry
+          Options = options
+          Logger = logger }
+
+    let serve (ctx: RunnerContext) (io: IConnectionIo) =
+        let session = Session(io, ctx)
+        let running = session.RunAsync()
+        sessions[session] <- running
+        running.ContinueWith((fun (_: Task) -> sessions.TryRemove session |> ignore), TaskScheduler.Default) |> ignore
+
+    let tick () =
+        let now = Stopwatch.GetTimestamp()
+
+        for KeyValue(s, _) in sessions do
+            s.CheckDeadline now
+
+    /// The plugins by name.
+    member _.Plugins = registry
+
+    /// The prepared configurations.
+    member _.Cache = cache
+
+    /// Connections being served now.
+    member _.ConnectionCount = sessions.Count
+
+    /// Checks the settings and plugins, binds the socket (creating its directory, replacing a stale
+    /// file, setting its mode) and starts serving. Opening twice does nothing more.
+    member _.Open() : Result<unit, StartError> =
+        if not (isNull listener) then
+            Ok()
+        else
+            let opened =
+                match options.Validate() with
+                | _ :: _ as problems -> Error(InvalidSettings problems)
+                | [] ->
+                    register plugins
+                    |> Result.bind (fun plugins ->
+                        registry <- plugins
+                        socketPath <- options.SocketPath
+
+                        try
+                            match Path.GetDirectoryName socketPath with
+                            | null
+                            | "" -> ()
+                            | dir -> Directory.CreateDirectory dir |> ignore
+
+                            clearStale socketPath |> Result.bind (fun () -> bind socketPath)
+                        with
+                        | :? IOException
+                        | :? UnauthorizedAccessException as e -> Error(SocketFailed(socketPath, e.Message)))
+
+            match opened with
+            | Error e -> Error e
+            | Ok l ->
+                listener <- l
+                let every = min (TimeSpan.FromSeconds 10.0) (options.ConfLifetime / 4.0)
+                sweeper <- time.CreateTimer((fun _ -> cache.Sweep() |> ignore), null, every, every)
+                let period = min (TimeSpan.FromMilliseconds 100.0) (options.CallTimeout / 10.0)
+                ticker <- new Timer((fun _ -> tick ()), null, period, period)
+                transport <- new SocketTransport(logger)
+                transport.Start(l, serve (context ()))
+
+                Log.listening.Invoke(
+                    logger,
+                    socketPath,
+                    options.SocketMode,
+                    "socket",
+                    String.Join(", ", registry.Keys),
+                    null
+                )
+
+                Ok()
+
+    /// Stops accepting, answers every call already received within the shutdown timeout, removes the socket.
+    member _.StopAsync(_: CancellationToken) : Task =
+        task {
+            if not (isNull listener) then
+                transport.Drain()
+                listener.Dispose()
+
+                try
+                    File.Delete socketPath
+                with :? IOException ->
+                    ()
+
+                let all = Task.WhenAll(sessions.Values)
+
+                try
+                    do! all.WaitAsync options.ShutdownTimeout
+                with
+                | :? TimeoutException ->
+                    Log.drainTimedOut.Invoke(logger, sessions.Count, options.ShutdownTimeout, null)
+                    transport.Abort()
+                | ex -> Log.stopFailed.Invoke(logger, ex)
+
+                sweeper.Dispose()
+                ticker.Dispose()
+                transport.Dispose()
+                Log.stopped.Invoke(logger, socketPath, null)
+        }
+
+    interface IHostedService with
+        member s.StartAsync _ =
+            match s.Open() with
+            | Ok() -> Task.CompletedTask
+            | Error e -> Task.FromException(InvalidOperationException(e.Describe()))
+
+        member s.StopAsync ct = s.StopAsync ct
