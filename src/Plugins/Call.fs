@@ -2,6 +2,34 @@ namespace Apisix.Runner
 
 open System.Threading
 
+/// How a call ended, as metrics and traces name it.
+[<RequireQualifiedAccess>]
+type internal Outcome =
+    /// Request phase: the request goes on unchanged.
+    | Pass
+    /// Request phase: the request goes on, rewritten.
+    | Rewrite
+    /// Request phase: APISIX answers the client without the upstream.
+    | Stop
+    /// Response phase: the answer went back (changed or not).
+    | Respond
+    /// A plugin threw, or the answer could not be encoded: SERVICE_UNAVAILABLE.
+    | Error
+    /// The call missed its deadline: SERVICE_UNAVAILABLE, and the connection closes.
+    | Timeout
+    /// APISIX closed the connection or broke the protocol mid-call: nothing was answered.
+    | Broken
+
+    member o.Name =
+        match o with
+        | Pass -> "pass"
+        | Rewrite -> "rewrite"
+        | Stop -> "stop"
+        | Respond -> "respond"
+        | Error -> "error"
+        | Timeout -> "timeout"
+        | Broken -> "broken"
+
 /// One call's request and response, reused call after call on one connection, and the answer
 /// encoded as APISIX applies it. Shared by the runtime's sessions and the test kit, so that
 /// plugins are tested on exactly the path they run on. Calls run one at a time.
@@ -37,15 +65,23 @@ type internal Call() =
         | ExtraInfo.RespBody -> response.Prefetched value
         | _ -> request.Prefetched(info, value)
 
+    /// How a call that decided `decision` ends, when its answer goes out.
+    member _.Outcome(decision: Decision) =
+        match request.Phase, decision with
+        | CallPhase.Request, Decision.Stop -> Outcome.Stop
+        | CallPhase.Request, _ when request.Changed || response.HeaderChanges.Length > 0 -> Outcome.Rewrite
+        | CallPhase.Request, _ -> Outcome.Pass
+        | _ -> Outcome.Respond
+
     /// The answer frame: in the request phase a Stop (status 200 unless set), a Rewrite of only
     /// what changed, or no action when nothing did; in the response phase the changed status and
     /// body, and the whole header set when any header changed.
-    member _.Encode(builder: FlatBufferBuilder, decision: Decision) =
-        match request.Phase, decision with
-        | CallPhase.Request, Decision.Stop ->
+    member c.Encode(builder: FlatBufferBuilder, decision: Decision) =
+        match c.Outcome decision with
+        | Outcome.Stop ->
             let status = if response.StatusChange = 0us then 200us else response.StatusChange
             Write.httpReqCallStop (builder, request.Id, status, response.HeaderChanges, response.BodyChange)
-        | CallPhase.Request, _ when request.Changed || response.HeaderChanges.Length > 0 ->
+        | Outcome.Rewrite ->
             Write.httpReqCallRewrite (
                 builder,
                 request.Id,
@@ -55,12 +91,6 @@ type internal Call() =
                 response.HeaderChanges,
                 request.BodyChange
             )
-        | CallPhase.Request, _ -> Write.httpReqCallContinue (builder, request.Id)
+        | Outcome.Pass -> Write.httpReqCallContinue (builder, request.Id)
         | _ -> Write.httpRespCallResp (builder, request.Id, response.StatusChange, response.AnswerHeaders, response.BodyChange)
 
-    /// A word for the debug log, without reflection-based formatting.
-    member _.Describe(decision: Decision) =
-        match request.Phase, decision with
-        | CallPhase.Request, Decision.Stop -> "stop"
-        | CallPhase.Request, _ -> "continue"
-        | _ -> "response"

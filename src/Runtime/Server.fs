@@ -43,6 +43,7 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, logger: ILogger<R
     let mutable sweeper: ITimer = null
     let mutable ticker: Timer = null
     let mutable socketPath = ""
+    let mutable observed: IDisposable = null
 
     let register (all: Plugin seq) : Result<IReadOnlyDictionary<string, Plugin>, StartError> =
         let d = Dictionary<string, Plugin>(StringComparer.Ordinal)
@@ -162,6 +163,7 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, logger: ILogger<R
                 sweeper <- time.CreateTimer((fun _ -> cache.Sweep() |> ignore), null, every, every)
                 let period = min (TimeSpan.FromMilliseconds 100.0) (options.CallTimeout / 10.0)
                 ticker <- new Timer((fun _ -> tick ()), null, period, period)
+                observed <- Telemetry.observe sessions (Func<int>(fun () -> sessions.Count)) (Func<int>(fun () -> cache.Count))
                 transport <- new SocketTransport(logger)
                 transport.Start(l, serve (context ()))
 
@@ -200,6 +202,7 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, logger: ILogger<R
 
                 sweeper.Dispose()
                 ticker.Dispose()
+                observed.Dispose()
                 transport.Dispose()
                 Log.stopped.Invoke(logger, socketPath, null)
         }

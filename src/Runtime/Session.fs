@@ -87,6 +87,10 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
                 }
             )
 
+    let countExchange (info: ExtraInfo.Info) =
+        if Telemetry.extraInfo.Enabled then
+            Telemetry.extraInfo.Add(1L, KeyValuePair("type", box (Telemetry.infoName info)))
+
     /// Reads the reply to an ExtraInfo request: the next frame, which must be an ExtraInfo one.
     /// Anything else breaks the link, and the reply reads as absent.
     let readReply () : Task<byte[] voption> =
@@ -129,6 +133,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
                 if link <> Open then
                     return ValueNone
                 else
+                    countExchange info
                     let! sent = send (Encode.extraInfoReq asks info)
 
                     if sent then
@@ -146,6 +151,8 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
             batch.Clear()
 
             for info in infos do
+                countExchange info
+
                 match Encode.extraInfoReq asks info with
                 | Ok frame -> batch.Write frame.Span
                 | Error e -> invalidOp (e.Describe())
@@ -179,9 +186,16 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
                 }
             )
 
+    let lost (reason: string) =
+        Log.connectionLost.Invoke(ctx.Logger, Log.escape reason, null)
+
     /// Answers one call whose request and response are set up; false when the connection must end.
     let serve (phase: ChainPhase, token: uint32) : Task<bool> =
         task {
+            let started = if Telemetry.duration.Enabled then Stopwatch.GetTimestamp() else 0L
+            let activity = Telemetry.startCall call.Request
+            let callPhase = call.Request.Phase
+
             try
                 let running = run phase
 
@@ -196,23 +210,29 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
 
                 match link with
                 | Broken reason ->
-                    Log.connectionLost.Invoke(ctx.Logger, Log.escape reason, null)
+                    lost reason
+                    Telemetry.endCall callPhase call.Plugin Outcome.Broken started activity
                     return false
                 | Open ->
                     match call.Encode(answers, decision) with
                     | Ok frame ->
-                        if ctx.Logger.IsEnabled LogLevel.Debug then
-                            Log.call.Invoke(ctx.Logger, call.Request.Id, token, call.Describe decision, null)
+                        let outcome = call.Outcome decision
 
+                        if ctx.Logger.IsEnabled LogLevel.Debug then
+                            Log.call.Invoke(ctx.Logger, call.Request.Id, token, outcome.Name, null)
+
+                        Telemetry.endCall callPhase call.Plugin outcome started activity
                         call.Finish()
                         return! io.SendAsync frame
                     | Error e ->
                         Log.answerFailed.Invoke(ctx.Logger, call.Request.Id, Log.escape (e.Describe()), null)
+                        Telemetry.endCall callPhase call.Plugin Outcome.Error started activity
                         call.Finish()
                         return! sendError Err.Code.SERVICE_UNAVAILABLE
             with
             | :? OperationCanceledException when cts.IsCancellationRequested ->
                 Log.callTimedOut.Invoke(ctx.Logger, call.Request.Id, Log.escape call.Plugin, ctx.Options.CallTimeout, null)
+                Telemetry.endCall callPhase call.Plugin Outcome.Timeout started activity
                 let! _ = sendError Err.Code.SERVICE_UNAVAILABLE
                 return false
             | ex ->
@@ -220,10 +240,12 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
 
                 match link with
                 | Broken reason ->
-                    Log.connectionLost.Invoke(ctx.Logger, Log.escape reason, null)
+                    lost reason
+                    Telemetry.endCall callPhase call.Plugin Outcome.Broken started activity
                     return false
                 | Open ->
                     Log.pluginFailed.Invoke(ctx.Logger, Log.escape call.Plugin, call.Request.Id, Log.escaped ex)
+                    Telemetry.endCall callPhase call.Plugin Outcome.Error started activity
                     call.Finish()
                     return! sendError Err.Code.SERVICE_UNAVAILABLE
         }
@@ -233,8 +255,11 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
         | Error e -> reject (e.Describe())
         | Ok req ->
             match ctx.Cache.Prepare(req.Key, fun () -> Chain.build ctx.Plugins req.Conf) with
-            | Ok token -> send (Encode.prepareConfResp answers { ConfToken = token })
+            | Ok token ->
+                Telemetry.prepared.Add(1L, KeyValuePair("result", box "accepted"))
+                send (Encode.prepareConfResp answers { ConfToken = token })
             | Error problems ->
+                Telemetry.prepared.Add(1L, KeyValuePair("result", box "rejected"))
                 let key = if isNull req.Key then "(none)" else Log.escape req.Key
                 Log.confRejected.Invoke(ctx.Logger, key, Log.problems problems, null)
                 sendError Err.Code.SERVICE_UNAVAILABLE
