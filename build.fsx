@@ -226,6 +226,8 @@ let pack () =
     for p in [ "src/Apisix.Runner.fsproj"; "src/Runner.CSharp/Apisix.Runner.CSharp.csproj" ] do
         dotnet [ "pack"; Path.Combine(root, p); "-c"; "Release"; "--no-build"; "-o"; Path.Combine(root, "artifacts", "packages") ]
 
+/// The sample runner in the foreground: built first, then started on its socket. SIGTERM and SIGINT
+/// to this script reach the runner, which drains and removes its socket, so nothing is left behind.
 let run () =
     let address =
         match Environment.GetEnvironmentVariable "APISIX_LISTEN_ADDRESS" with
@@ -233,10 +235,28 @@ let run () =
         | "" -> "unix:/tmp/runner.sock"
         | a -> a
 
-    let code, _ =
-        exec "dotnet" [ "run"; "--project"; Path.Combine(root, "samples", "SampleRunner"); "-c"; "Release" ] [ ("APISIX_LISTEN_ADDRESS", address) ]
+    printfn "Building the sample runner (samples/SampleRunner)..."
+    dotnet [ "build"; sampleProject; "-c"; "Release"; "-nologo"; "-v"; "quiet" ]
+    printfn "Starting it on %s; stop it with Ctrl+C or SIGTERM." address
+    let dll = Path.Combine(root, "samples", "SampleRunner", "bin", "Release", "net10.0", "SampleRunner.dll")
+    let psi = ProcessStartInfo("dotnet", [ dll ], WorkingDirectory = root, UseShellExecute = false)
+    psi.Environment["APISIX_LISTEN_ADDRESS"] <- address
+    use runner = Process.Start psi
 
-    exit code
+    let forward (signal: Runtime.InteropServices.PosixSignal) =
+        Runtime.InteropServices.PosixSignalRegistration.Create(
+            signal,
+            fun context ->
+                context.Cancel <- true
+                if not runner.HasExited then
+                    use kill = Process.Start("kill", [ "-TERM"; string runner.Id ])
+                    kill.WaitForExit()
+        )
+
+    use _ = forward Runtime.InteropServices.PosixSignal.SIGTERM
+    use _ = forward Runtime.InteropServices.PosixSignal.SIGINT
+    runner.WaitForExit()
+    exit runner.ExitCode
 
 match fsi.CommandLineArgs |> Array.skip 1 |> List.ofArray with
 | [ "build" ] -> build ()

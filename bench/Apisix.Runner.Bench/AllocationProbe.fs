@@ -89,7 +89,7 @@ let private measure (s: Socket) (plugin: string) (calls: int) =
 let run (calls: int) =
     let path = Path.Combine(Path.GetTempPath(), $"apisix-probe-{Environment.ProcessId}.sock")
     let options = RunnerOptions(ListenAddress = "unix:" + path)
-    let server = RunnerServer(options, plugins, NullLogger<RunnerServer>.Instance, TimeProvider.System)
+    let server = RunnerServer(options, plugins, NullLoggerFactory.Instance, TimeProvider.System)
     match server.Open() with
     | Ok() -> ()
     | Error e -> failwith (e.Describe())

@@ -491,8 +491,7 @@ let private soak (settings: Settings) =
     services.AddPlugin extraInfo |> ignore
     use provider = services.BuildServiceProvider()
     let plugins = provider.GetServices<Plugin>() |> Seq.map counted |> List.ofSeq
-    let logger = provider.GetRequiredService<ILogger<RunnerServer>>()
-    let server = RunnerServer(options, plugins, logger, TimeProvider.System)
+    let server = RunnerServer(options, plugins, provider.GetRequiredService<ILoggerFactory>(), TimeProvider.System)
     match server.Open() with
     | Ok() -> ()
     | Error e -> failwith (e.Describe())

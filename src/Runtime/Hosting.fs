@@ -118,8 +118,13 @@ type RunnerServiceCollectionExtensions =
         services.AddSingleton<RunnerServer>() |> ignore
         services.AddHostedService(fun sp -> sp.GetRequiredService<RunnerServer>()) |> ignore
 
-        services.AddOptions<HostOptions>().Configure<IOptions<RunnerOptions>>(fun h runner ->
-            h.ShutdownTimeout <- runner.Value.ShutdownTimeout + TimeSpan.FromMilliseconds 150.0)
+        // The host's own stop timeout follows the runner's drain. Read from a bind of its own:
+        // the host resolves it while it is built, before RunAsync validates the runner's settings.
+        services.AddOptions<HostOptions>().Configure(fun (h: HostOptions) ->
+            let runner = RunnerOptions()
+            RunnerConfiguration.bind configuration runner |> ignore
+            if not (isNull configure) then configure.Invoke runner
+            h.ShutdownTimeout <- runner.ShutdownTimeout + TimeSpan.FromMilliseconds 150.0)
         |> ignore
 
         services
@@ -147,9 +152,10 @@ type RunnerHost =
 
     /// A host builder with configuration from appsettings.json beside the executable, the file
     /// named by APISIX_RUNNER_CONFIG (if set; it must exist and be JSON), the environment and
-    /// `args`, and console logging at Warning unless `Logging:LogLevel:Default` says otherwise
-    /// (APISIX copies the runner's output into its error log, so the runner says little). Plugins
-    /// are added to its services; the runner itself is registered by `RunAsync`.
+    /// `args`, and console logging, one line per message, at Warning unless `Logging:LogLevel`
+    /// says otherwise (APISIX copies the runner's output into its error log, so the runner says
+    /// little: one line when it listens and one when it stops, under `Apisix.Runner.Lifetime`,
+    /// nothing per call). Plugins are added to its services; the runner itself is registered by `RunAsync`.
     static member CreateBuilder(args: string[]) : HostApplicationBuilder =
         let settings = HostApplicationBuilderSettings(Args = args, ContentRootPath = AppContext.BaseDirectory)
         let builder = Host.CreateApplicationBuilder settings
@@ -166,7 +172,12 @@ type RunnerHost =
                 // A runner started with a broken configuration must not start half-configured: RunAsync refuses.
                 (builder :> IHostApplicationBuilder).Properties[configProblem] <- $"cannot read APISIX_RUNNER_CONFIG file {path}: {ex.Message}"
 
-        builder.Logging.SetMinimumLevel LogLevel.Warning |> ignore
+        builder.Logging
+            .SetMinimumLevel(LogLevel.Warning)
+            .AddFilter("Apisix.Runner.Lifetime", LogLevel.Information)
+            .AddSimpleConsole(fun o -> o.SingleLine <- true)
+        |> ignore
+
         builder
 
     /// Registers the runner, runs until SIGTERM or SIGINT, and returns the process exit code:
@@ -204,7 +215,7 @@ type RunnerHost =
                 host.Dispose()
                 fail reason
             | Ok() ->
-                let logger = services.GetRequiredService<ILogger<RunnerServer>>()
+                let logger = services.GetRequiredService<ILoggerFactory>().CreateLogger "Apisix.Runner"
 
                 for key in RunnerConfiguration.unknownKeys builder.Configuration do
                     Log.unknownSetting.Invoke(logger, key, null)

@@ -34,7 +34,11 @@ type StartError =
 /// through the transport, sweeps the conf cache, enforces the deadlines of asynchronous calls, and
 /// on stop answers what it has received before it removes the socket.
 [<Sealed>]
-type RunnerServer(options: RunnerOptions, plugins: Plugin seq, logger: ILogger<RunnerServer>, time: TimeProvider) =
+type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerFactory, time: TimeProvider) =
+    // Calls and connections log under `Apisix.Runner`; starting and stopping under
+    // `Apisix.Runner.Lifetime`, which RunnerHost shows at Information while the rest stays at Warning.
+    let logger = loggers.CreateLogger "Apisix.Runner"
+    let lifetime = loggers.CreateLogger "Apisix.Runner.Lifetime"
     let cache = ConfCache(options.ConfLifetime, options.ConfCacheCapacity, time)
     let sessions = ConcurrentDictionary<Session, Task>()
     let mutable registry: IReadOnlyDictionary<string, Plugin> = Dictionary<string, Plugin>()
@@ -168,7 +172,7 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, logger: ILogger<R
                 transport.Start(l, serve (context ()))
 
                 Log.listening.Invoke(
-                    logger,
+                    lifetime,
                     socketPath,
                     options.SocketMode,
                     "socket",
@@ -204,7 +208,7 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, logger: ILogger<R
                 ticker.Dispose()
                 observed.Dispose()
                 transport.Dispose()
-                Log.stopped.Invoke(logger, socketPath, null)
+                Log.stopped.Invoke(lifetime, socketPath, null)
         }
 
     interface IHostedService with
