@@ -60,11 +60,19 @@ let sampleProject = Path.Combine(root, "samples", "SampleRunner", "SampleRunner.
 let publishSingleFile (dir: string) =
     dotnet [ "publish"; sampleProject; "-c"; "Release"; "-r"; "linux-x64"; "--self-contained"; "-p:PublishSingleFile=true"; "-o"; dir ]
 
-/// The sample runner as a Native AOT binary: net9.0, the framework whose AOT packs are served here.
+/// The sample runner as a Native AOT binary: what an operator copies goes to `dir`, the debug
+/// symbols to `dir/../aot-symbols`.
 let publishAot (dir: string) =
     dotnet
-        [ "publish"; sampleProject; "-c"; "Release"; "-r"; "linux-x64"; "-p:NativeAot=true"; "-p:PublishAot=true"
+        [ "publish"; sampleProject; "-c"; "Release"; "-r"; "linux-x64"; "-p:PublishAot=true"
           "--artifacts-path"; Path.Combine(artifacts, "aot-build"); "-o"; dir ]
+
+    let symbols = Path.Combine(Path.GetDirectoryName(Path.TrimEndingDirectorySeparator dir), Path.GetFileName(Path.TrimEndingDirectorySeparator dir) + "-symbols")
+    Directory.CreateDirectory symbols |> ignore
+
+    for f in Directory.GetFiles dir do
+        if f.EndsWith ".dbg" || f.EndsWith ".pdb" || f.EndsWith ".xml" then
+            File.Move(f, Path.Combine(symbols, Path.GetFileName f), true)
 
 let publish () =
     publishSingleFile (Path.Combine(artifacts, "publish", "single-file"))
