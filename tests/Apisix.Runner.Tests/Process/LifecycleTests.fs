@@ -1,6 +1,6 @@
 /// The TestHost as a process, started as APISIX starts it: its socket file, its settings, its output,
 /// and shutdown under load on SIGTERM and SIGINT.
-module Apisix.Runner.Tests.ProcessTests
+module Apisix.Runner.Tests.Process.LifecycleTests
 
 open System
 open System.Diagnostics
@@ -8,15 +8,11 @@ open System.IO
 open System.Net.Sockets
 open System.Threading
 open System.Threading.Tasks
-open Xunit
-open Xunit.Abstractions
+open Expecto
 open Apisix.Runner
-open Apisix.Runner.Tests.ApisixClient
-open Apisix.Runner.Tests.RunnerProcess
-
-/// These tests measure how fast a process exits: they run alone, after the parallel tests.
-[<CollectionDefinition("runner processes", DisableParallelization = true)>]
-type RunnerProcesses() = class end
+open Apisix.Runner.Tests.Support.ApisixClient
+open Apisix.Runner.Tests.Support.RunnerProcess
+open Apisix.Runner.Tests.Support.Expectations
 
 /// One call of the load: when its bytes were all sent, when its answer came, and the answer
 /// (none when the runner closed the connection instead).
@@ -78,166 +74,167 @@ let private refusedWhileRunning (runner: Runner) =
     Thread(probe, IsBackground = true).Start()
     outcome.Task
 
-[<Collection("runner processes")>]
-type ProcessTests(log: ITestOutputHelper) =
+/// These tests measure how fast a process exits: they run alone, after the parallel tests.
+[<Tests>]
+let tests =
+    testSequenced
+    <| testList "Process.Lifecycle" [
+        testList "the socket file gets the configured mode, 0766 by default" [
+            for setting, mode in [ null, "766"; "0700", "700" ] ->
+                testCase (if isNull setting then $"unset: {mode}" else $"{setting}: {mode}") <| fun () ->
+                    use sandbox = new Sandbox()
+                    let env = if isNull setting then [] else [ "Runner__SocketMode", setting ]
+                    use _runner = Runner.Ready(sandbox.Socket, env)
+                    Expect.equal (Convert.ToString(int (File.GetUnixFileMode sandbox.Socket), 8)) mode "the socket file's mode"
+        ]
 
-    [<Theory>]
-    [<InlineData(null, "766")>]
-    [<InlineData("0700", "700")>]
-    member _.``the socket file gets the configured mode, 0766 by default``(setting: string, mode: string) =
-        use sandbox = new Sandbox()
-        let env = if isNull setting then [] else [ "Runner__SocketMode", setting ]
-        use _runner = Runner.Ready(sandbox.Socket, env)
-        Assert.Equal(mode, Convert.ToString(int (File.GetUnixFileMode sandbox.Socket), 8))
-
-    [<Fact>]
-    member _.``the socket's missing parent directories are created``() =
-        use sandbox = new Sandbox()
-        use runner = Runner.Ready(sandbox.Path "run/apisix/runner.sock")
-        Assert.True(File.Exists runner.Socket)
-
-    [<Theory>]
-    [<InlineData("a leftover regular file")>]
-    [<InlineData("the socket of a process that died")>]
-    member _.``a stale socket file is replaced``(stale: string) =
-        use sandbox = new Sandbox()
-
-        if stale = "a leftover regular file" then
-            File.WriteAllText(sandbox.Socket, "left over")
-        else
-            // .NET unlinks a socket file when the socket is disposed; a Python process that binds and exits does not.
-            let bind = "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])"
-            run "/usr/bin/python3" [ "-c"; bind; sandbox.Socket ] "" |> ignore
-
-        Assert.True(File.Exists sandbox.Socket && not (accepts sandbox.Socket), "the stale file is in place")
-        use _runner = Runner.Ready sandbox.Socket
-        ()
-
-    [<Fact>]
-    member _.``the live socket of another process is not taken over``() =
-        task {
+        testCase "the socket's missing parent directories are created" <| fun () ->
             use sandbox = new Sandbox()
-            use other = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
-            other.Bind(UnixDomainSocketEndPoint sandbox.Socket)
-            other.Listen 8
-            use runner = new Runner(sandbox.Socket, [])
-            let! code = runner.WaitForExit(TimeSpan.FromSeconds 15.0)
-            Assert.True(code <> 0, runner.Describe())
-            Assert.Contains(sandbox.Socket, String.Join("\n", runner.Output))
-            Assert.True(accepts sandbox.Socket, "the other process still serves its socket")
-        }
+            use runner = Runner.Ready(sandbox.Path "run/apisix/runner.sock")
+            Expect.isTrue (File.Exists runner.Socket) "the socket file exists"
 
-    [<Theory>]
-    [<InlineData("APISIX_LISTEN_ADDRESS", null, "APISIX_LISTEN_ADDRESS")>]
-    [<InlineData("APISIX_LISTEN_ADDRESS", "unix:relative.sock", "APISIX_LISTEN_ADDRESS")>]
-    [<InlineData("APISIX_CONF_EXPIRE_TIME", "soon", "APISIX_CONF_EXPIRE_TIME")>]
-    [<InlineData("Runner__SocketMode", "abc", "SocketMode")>]
-    [<InlineData("Runner__CallTimeout", "-1", "CallTimeout")>]
-    [<InlineData("Runner__MaxFrameBytes", "10", "MaxFrameBytes")>]
-    member _.``a bad setting stops the runner at once with a message naming it``(name: string, value: string, named: string) =
-        task {
-            use sandbox = new Sandbox()
-            use runner = new Runner(sandbox.Socket, [ name, value ])
-            // Generous for a loaded machine; a runner that waits for a connection instead never exits.
-            let! code = runner.WaitForExit(TimeSpan.FromSeconds 15.0)
-            Assert.True(code <> 0, runner.Describe())
-            Assert.Contains(named, String.Join("\n", runner.Output))
-            Assert.False(File.Exists sandbox.Socket, "no socket file is left behind")
-        }
+        testList "a stale socket file is replaced" [
+            for stale in [ "a leftover regular file"; "the socket of a process that died" ] ->
+                testCase stale <| fun () ->
+                    use sandbox = new Sandbox()
 
-    [<Fact>]
-    member _.``a normal run prints nothing per call``() =
-        task {
-            use sandbox = new Sandbox()
-            use runner = Runner.Ready sandbox.Socket
-            let startup = runner.Output
+                    if stale = "a leftover regular file" then
+                        File.WriteAllText(sandbox.Socket, "left over")
+                    else
+                        // .NET unlinks a socket file when the socket is disposed; a Python process that binds and exits does not.
+                        let bind = "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])"
+                        run "/usr/bin/python3" [ "-c"; bind; sandbox.Socket ] "" |> ignore
 
-            do!
-                task {
-                    use client = new Client(sandbox.Socket)
-                    let! vars = client.PrepareAsync([ "vars", """{"names": ["remote_addr"]}""" ], "vars")
-                    let! stop = client.PrepareAsync([ "stop", """{"status": 403}""" ], "stop")
+                    Expect.isTrue (File.Exists sandbox.Socket && not (accepts sandbox.Socket)) "the stale file is in place"
+                    use _runner = Runner.Ready sandbox.Socket
+                    ()
+        ]
 
-                    for id in 1u .. 50u do
-                        for token in [ vars; stop; 999_999u ] do
-                            match! client.RequestAsync(httpRequest token id, (fun _ -> ValueSome "127.0.0.1"B)) with
-                            | HttpReqCallResp r -> Assert.Equal(id, r.Id)
-                            | ErrResp Err.Code.CONF_TOKEN_NOT_FOUND -> ()
-                            | other -> Assert.Fail $"call {id} with token {token} was answered {other}"
-                }
+        testCaseTask "the live socket of another process is not taken over" <| fun () ->
+            task {
+                use sandbox = new Sandbox()
+                use other = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+                other.Bind(UnixDomainSocketEndPoint sandbox.Socket)
+                other.Listen 8
+                use runner = new Runner(sandbox.Socket, [])
+                let! code = runner.WaitForExit(TimeSpan.FromSeconds 15.0)
+                Expect.isTrue (code <> 0) (runner.Describe())
+                Expect.stringContains (String.Join("\n", runner.Output)) sandbox.Socket "the runner's output"
+                Expect.isTrue (accepts sandbox.Socket) "the other process still serves its socket"
+            }
 
-            // The console logger writes from a queue: only after the exit is all output in.
-            runner.Signal Signal.SIGTERM
-            let! _ = runner.WaitForExit(TimeSpan.FromSeconds 10.0)
-            Assert.Equal<string list>(startup, runner.Output)
-        }
+        testList "a bad setting stops the runner at once with a message naming it" [
+            for name, value, named in
+                [ "APISIX_LISTEN_ADDRESS", null, "APISIX_LISTEN_ADDRESS"
+                  "APISIX_LISTEN_ADDRESS", "unix:relative.sock", "APISIX_LISTEN_ADDRESS"
+                  "APISIX_CONF_EXPIRE_TIME", "soon", "APISIX_CONF_EXPIRE_TIME"
+                  "Runner__SocketMode", "abc", "SocketMode"
+                  "Runner__CallTimeout", "-1", "CallTimeout"
+                  "Runner__MaxFrameBytes", "10", "MaxFrameBytes" ] ->
+                testCaseTask (if isNull value then $"{name} unset" else $"{name}={value}") <| fun () ->
+                    task {
+                        use sandbox = new Sandbox()
+                        use runner = new Runner(sandbox.Socket, [ name, value ])
+                        // Generous for a loaded machine; a runner that waits for a connection instead never exits.
+                        let! code = runner.WaitForExit(TimeSpan.FromSeconds 15.0)
+                        Expect.isTrue (code <> 0) (runner.Describe())
+                        Expect.stringContains (String.Join("\n", runner.Output)) named "the runner's output"
+                        Expect.isFalse (File.Exists sandbox.Socket) "no socket file is left behind"
+                    }
+        ]
 
-    /// APISIX keeps idle connections to the runner in its keep-alive pool when it reloads.
-    [<Fact>]
-    member _.``SIGTERM with an idle keep-alive connection open exits 0``() =
-        task {
-            use sandbox = new Sandbox()
-            use runner = Runner.Ready sandbox.Socket
-            use client = new Client(sandbox.Socket)
-            let! _ = client.PrepareAsync([ "stop", "{}" ], "stop")
-            runner.Signal Signal.SIGTERM
-            let! code = runner.WaitForExit(TimeSpan.FromSeconds 10.0)
-            Assert.True((code = 0), runner.Describe())
-            Assert.False(File.Exists sandbox.Socket, "the socket file is removed")
-        }
+        testCaseTask "a normal run prints nothing per call" <| fun () ->
+            task {
+                use sandbox = new Sandbox()
+                use runner = Runner.Ready sandbox.Socket
+                let startup = runner.Output
 
-    /// 64 connections busy with 200 ms calls when the signal comes.
-    [<Theory>]
-    [<InlineData(Signal.SIGTERM)>]
-    [<InlineData(Signal.SIGINT)>]
-    member _.``on a signal every call sent before it is answered, and the runner exits 0 within 1 s``(signal: Signal) =
-        task {
-            use sandbox = new Sandbox()
-            use runner = Runner.Ready sandbox.Socket
+                do!
+                    task {
+                        use client = new Client(sandbox.Socket)
+                        let! vars = client.PrepareAsync([ "vars", """{"names": ["remote_addr"]}""" ], "vars")
+                        let! stop = client.PrepareAsync([ "stop", """{"status": 403}""" ], "stop")
 
-            let! token =
-                task {
-                    use client = new Client(sandbox.Socket)
-                    return! client.PrepareAsync([ "slow", """{"ms": 200}""" ], "slow")
-                }
+                        for id in 1u .. 50u do
+                            for token in [ vars; stop; 999_999u ] do
+                                match! client.RequestAsync(httpRequest token id, (fun _ -> ValueSome "127.0.0.1"B)) with
+                                | HttpReqCallResp r -> Expect.equal r.Id id "the answer's id"
+                                | ErrResp Err.Code.CONF_TOKEN_NOT_FOUND -> ()
+                                | other -> failtest $"call {id} with token {token} was answered {other}"
+                    }
 
-            use stop = new CancellationTokenSource()
-            let warm = Array.init connections (fun _ -> TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously))
-            let load = Array.init connections (fun n -> busy sandbox.Socket token n stop.Token warm[n])
-            do! Task.WhenAll(warm |> Array.map _.Task).WaitAsync(TimeSpan.FromSeconds 30.0)
-            do! Task.Delay 50 // lands the signal in the middle of the calls rather than at their edges
+                // The console logger writes from a queue: only after the exit is all output in.
+                runner.Signal Signal.SIGTERM
+                let! _ = runner.WaitForExit(TimeSpan.FromSeconds 10.0)
+                Expect.equal runner.Output startup "the output after the calls"
+            }
 
-            // A call whose bytes were all sent before this instant must be answered. One sent after it
-            // (by a connection that had just checked `stop`) may be answered or cut off.
-            let signalledAt = Stopwatch.GetTimestamp()
-            let signalledClock = DateTime.Now
-            stop.Cancel()
-            runner.Signal signal
+        // APISIX keeps idle connections to the runner in its keep-alive pool when it reloads.
+        testCaseTask "SIGTERM with an idle keep-alive connection open exits 0" <| fun () ->
+            task {
+                use sandbox = new Sandbox()
+                use runner = Runner.Ready sandbox.Socket
+                use client = new Client(sandbox.Socket)
+                let! _ = client.PrepareAsync([ "stop", "{}" ], "stop")
+                runner.Signal Signal.SIGTERM
+                let! code = runner.WaitForExit(TimeSpan.FromSeconds 10.0)
+                Expect.equal code 0 (runner.Describe())
+                Expect.isFalse (File.Exists sandbox.Socket) "the socket file is removed"
+            }
 
-            let refused = refusedWhileRunning runner
-            let! code = runner.WaitForExit(TimeSpan.FromSeconds 10.0)
-            // When the test process reaped the runner: recorded on .NET's SIGCHLD path, so it does not
-            // include delays of the test's own continuations, and is never earlier than the real exit.
-            let took = runner.ExitTime - signalledClock
-            log.WriteLine $"{signal}: exited {code} after {took.TotalMilliseconds:F0} ms"
-            let! outcomes = Task.WhenAll(load).WaitAsync(TimeSpan.FromSeconds 10.0)
-            let outcomes = Seq.concat outcomes |> List.ofSeq
-            let before = outcomes |> List.filter (fun o -> o.SentAt < signalledAt)
-            let lost = before |> List.filter _.Answer.IsNone
-            let inFlight = before |> List.filter (fun o -> o.Answer.IsSome && o.AnsweredAt > signalledAt)
-            log.WriteLine $"{before.Length} calls sent before the signal, {inFlight.Length} of them in flight, {lost.Length} lost"
+        // 64 connections busy with 200 ms calls when the signal comes.
+        testList "on a signal every call sent before it is answered, and the runner exits 0 within 1 s" [
+            for signal in [ Signal.SIGTERM; Signal.SIGINT ] ->
+                testCaseTask (string signal) <| fun () ->
+                    task {
+                        use sandbox = new Sandbox()
+                        use runner = Runner.Ready sandbox.Socket
 
-            for o in outcomes do
-                match o.Answer with
-                | Some(HttpReqCallResp { Id = id; Action = HttpReqCall.NoAction }) when id = o.Id -> ()
-                | None -> ()
-                | other -> Assert.Fail $"call {o.Id} was answered {other}"
+                        let! token =
+                            task {
+                                use client = new Client(sandbox.Socket)
+                                return! client.PrepareAsync([ "slow", """{"ms": 200}""" ], "slow")
+                            }
 
-            Assert.True(inFlight.Length >= connections / 2, $"only {inFlight.Length} calls were in flight at the signal")
-            Assert.True(lost.IsEmpty, $"{lost.Length} of {before.Length} calls sent before {signal} got no answer; {runner.Describe()}")
-            let! refused = refused
-            Assert.True(refused, "new connections were refused while the runner drained")
-            Assert.True((code = 0), runner.Describe())
-            Assert.False(File.Exists sandbox.Socket, "the socket file is removed")
-            Assert.True(took < TimeSpan.FromSeconds 1.0, $"exited {took.TotalMilliseconds:F0} ms after {signal}; {runner.Describe()}")
-        }
+                        use stop = new CancellationTokenSource()
+                        let warm = Array.init connections (fun _ -> TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously))
+                        let load = Array.init connections (fun n -> busy sandbox.Socket token n stop.Token warm[n])
+                        do! Task.WhenAll(warm |> Array.map _.Task).WaitAsync(TimeSpan.FromSeconds 30.0)
+                        do! Task.Delay 50 // lands the signal in the middle of the calls rather than at their edges
+
+                        // A call whose bytes were all sent before this instant must be answered. One sent after it
+                        // (by a connection that had just checked `stop`) may be answered or cut off.
+                        let signalledAt = Stopwatch.GetTimestamp()
+                        let signalledClock = DateTime.Now
+                        stop.Cancel()
+                        runner.Signal signal
+
+                        let refused = refusedWhileRunning runner
+                        let! code = runner.WaitForExit(TimeSpan.FromSeconds 10.0)
+                        // When the test process reaped the runner: recorded on .NET's SIGCHLD path, so it does not
+                        // include delays of the test's own continuations, and is never earlier than the real exit.
+                        let took = runner.ExitTime - signalledClock
+                        note $"{signal}: exited {code} after {took.TotalMilliseconds:F0} ms"
+                        let! outcomes = Task.WhenAll(load).WaitAsync(TimeSpan.FromSeconds 10.0)
+                        let outcomes = Seq.concat outcomes |> List.ofSeq
+                        let before = outcomes |> List.filter (fun o -> o.SentAt < signalledAt)
+                        let lost = before |> List.filter _.Answer.IsNone
+                        let inFlight = before |> List.filter (fun o -> o.Answer.IsSome && o.AnsweredAt > signalledAt)
+                        note $"{before.Length} calls sent before the signal, {inFlight.Length} of them in flight, {lost.Length} lost"
+
+                        for o in outcomes do
+                            match o.Answer with
+                            | Some(HttpReqCallResp { Id = id; Action = HttpReqCall.NoAction }) when id = o.Id -> ()
+                            | None -> ()
+                            | other -> failtest $"call {o.Id} was answered {other}"
+
+                        Expect.isTrue (inFlight.Length >= connections / 2) $"only {inFlight.Length} calls were in flight at the signal"
+                        Expect.isTrue lost.IsEmpty $"{lost.Length} of {before.Length} calls sent before {signal} got no answer; {runner.Describe()}"
+                        let! refused = refused
+                        Expect.isTrue refused "new connections were refused while the runner drained"
+                        Expect.equal code 0 (runner.Describe())
+                        Expect.isFalse (File.Exists sandbox.Socket) "the socket file is removed"
+                        Expect.isTrue (took < TimeSpan.FromSeconds 1.0) $"exited {took.TotalMilliseconds:F0} ms after {signal}; {runner.Describe()}"
+                    }
+        ]
+    ]
