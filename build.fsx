@@ -1,6 +1,6 @@
 // Build script: `dotnet fsi build.fsx <target>`. Plain F# calling the dotnet CLI, no packages needed.
 //   build   restore and build everything in Release, warnings as errors
-//   test    build, run every test project, print "N passed, M failed"
+//   test    build, run the C# tests (xunit) and the F# tests (Expecto), print "N passed, M failed"
 //   bench   measure the sample runner against the floor (../shared/loadgen), the micro-benchmarks,
 //           allocations per call, start time and memory; writes docs/performance.md
 //           (BENCH_ROUNDS, default 3, and BENCH_SECONDS, default 5, size the load runs)
@@ -90,27 +90,63 @@ let runSoak (seconds: int) (extra: string list) =
 
     code = 0
 
-/// VSTest prints one summary line per test assembly; add them up into the closing line, with the
-/// CI-sized soak (60 s) counted as one more check. The Native AOT runner is made first: the
-/// end-to-end tests run against it as well.
-let test () =
-    build ()
-    publishAot (Path.Combine(artifacts, "publish", "aot"))
-    let code, lines = exec "dotnet" [ "test"; solution; "-c"; "Release"; "--no-build"; "-nologo" ] []
+let fsharpTests = Path.Combine(root, "tests", "Apisix.Runner.Tests")
+let csharpTests = Path.Combine(root, "tests", "Apisix.Runner.Samples.Tests")
+
+/// Runs the F# tests, an Expecto console app (no VSTest adapter for Expecto is served here, so
+/// `dotnet test` cannot run them), with Expecto's options in `args`.
+let runFSharpTests (args: string list) (env: (string * string) list) =
+    exec "dotnet" ([ "run"; "--project"; fsharpTests; "-c"; "Release"; "--no-build"; "--"; "--no-spinner"; "--colours"; "0" ] @ args) env
+
+/// What a test run counted, as (passed, failed). A run that exited non-zero without counting a
+/// failure, or printed no summary at all (a crash, a build problem), counts as one failure.
+let counted (summaries: (int * int) list) (code: int) =
+    match summaries with
+    | [] -> 0, 1
+    | _ ->
+        let passed, failed = summaries |> List.fold (fun (p, f) (p', f') -> p + p', f + f') (0, 0)
+        passed, (if code <> 0 && failed = 0 then 1 else failed)
+
+let ansi = Regex(@"\x1b\[[0-9;]*m")
+
+/// Expecto's closing line: "EXPECTO! 193 tests run in 00:01:26 for miscellaneous – 193 passed,
+/// 0 ignored, 0 failed, 0 errored. Success!"; an errored test (it threw outside an expectation)
+/// is a failure too.
+let expectoCounts (code: int, lines: string list) =
+    let summary = Regex(@"EXPECTO!.*?(\d+) passed, (\d+) ignored, (\d+) failed, (\d+) errored")
+
+    let summaries =
+        lines
+        |> List.choose (fun l ->
+            let m = summary.Match(ansi.Replace(l, ""))
+            if m.Success then Some(int m.Groups[1].Value, int m.Groups[3].Value + int m.Groups[4].Value) else None)
+
+    counted summaries code
+
+/// VSTest's line for one test assembly: "Passed!  - Failed: 0, Passed: 110, Skipped: 0, ...".
+let vstestCounts (code: int, lines: string list) =
     let summary = Regex(@"(Passed|Failed)!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+)")
 
-    let failed, passed =
+    let summaries =
         lines
         |> List.choose (fun l ->
             let m = summary.Match l
-            if m.Success then Some(int m.Groups[2].Value, int m.Groups[3].Value) else None)
-        |> List.fold (fun (f, p) (f', p') -> f + f', p + p') (0, 0)
+            if m.Success then Some(int m.Groups[3].Value, int m.Groups[2].Value) else None)
 
-    // A crashed test host or a build problem prints no summary: count it as a failure.
-    let failed = if code <> 0 && failed = 0 then failed + 1 else failed
+    counted summaries code
+
+/// Every test: the C# tests (xunit, through VSTest), then the F# tests (Expecto), one after the
+/// other, added up into the closing line, with the CI-sized soak (60 s) counted as one more check.
+/// The Native AOT runner is made first: the end-to-end tests run against it as well.
+let test () =
+    build ()
+    publishAot (Path.Combine(artifacts, "publish", "aot"))
+    let csPassed, csFailed = vstestCounts (exec "dotnet" [ "test"; csharpTests; "-c"; "Release"; "--no-build"; "-nologo" ] [])
+    let fsPassed, fsFailed = expectoCounts (runFSharpTests [] [])
     // Sixty seconds show gross leaks only, so the RSS threshold is loose; the long soak is the real check.
     let soaked = runSoak 60 [ "--sample"; "5"; "--heap-slope"; "1024"; "--rss-slope"; "32768" ]
-    let passed, failed = if soaked then passed + 1, failed else passed, failed + 1
+    let passed = csPassed + fsPassed + (if soaked then 1 else 0)
+    let failed = csFailed + fsFailed + (if soaked then 0 else 1)
     printfn "%d passed, %d failed" passed failed
     if failed > 0 || passed = 0 then exit 1
 
@@ -217,11 +253,8 @@ let bench () =
 let fuzz () =
     build ()
     let frames = envOr "FUZZ_FRAMES" 100_000
-
-    let code, _ =
-        exec "dotnet" [ "test"; solution; "-c"; "Release"; "--no-build"; "-nologo"; "--filter"; "FullyQualifiedName~FuzzTests"; "--logger"; "console;verbosity=detailed" ] [ ("FUZZ_FRAMES", string frames) ]
-
-    if code <> 0 then exit code
+    let _, failed = expectoCounts (runFSharpTests [ "--filter-test-list"; "Process.Fuzz" ] [ ("FUZZ_FRAMES", string frames) ])
+    if failed > 0 then exit 1
 
 /// The soak at full length (30 minutes unless SOAK_SECONDS says otherwise).
 let soak () =

@@ -1,6 +1,6 @@
 /// Runner processes for the process-level and end-to-end tests: the TestHost (or any runner)
 /// started the way APISIX starts it, on a socket in a temporary directory, with its output captured.
-module Apisix.Runner.Tests.RunnerProcess
+module Apisix.Runner.Tests.Support.RunnerProcess
 
 open System
 open System.Diagnostics

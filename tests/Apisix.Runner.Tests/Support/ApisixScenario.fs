@@ -1,14 +1,14 @@
 /// Scenarios played by the independent client tests/interop/apisix_client.py (flatc-generated
 /// Python only) against a runner process: steps as JSON, one Python run per scenario.
-module Apisix.Runner.Tests.ApisixScenario
+module Apisix.Runner.Tests.Support.ApisixScenario
 
 open System
 open System.Collections.Generic
 open System.IO
 open System.Text
 open System.Text.Json.Nodes
-open Xunit
-open Apisix.Runner.Tests.RunnerProcess
+open Expecto
+open Apisix.Runner.Tests.Support.RunnerProcess
 
 let interop (file: string) =
     Path.Combine(repoRoot.Value, "tests", "interop", file)
@@ -38,7 +38,7 @@ let play (socket: string) (steps: JsonNode list) : JsonNode[] =
     let scenario = obj [ "socket", str socket; "steps", JsonArray(Array.ofList steps) ]
     let out = run "/usr/bin/python3" [ interop "apisix_client.py"; generated.Value ] (scenario.ToJsonString())
     let results = JsonNode.Parse(out).AsArray() |> Seq.toArray
-    Assert.Equal(steps.Length, results.Length)
+    Expect.equal results.Length steps.Length "one result per step"
     results
 
 /// `actual` is exactly `expected` (JSON); `what` names it on failure.
@@ -47,7 +47,7 @@ let same (what: string) (expected: string) (actual: JsonNode) =
 
     if not (JsonNode.DeepEquals(want, actual)) then
         let got = if isNull actual then "null" else actual.ToJsonString()
-        Assert.Fail $"{what}:\n  expected {want.ToJsonString()}\n  got      {got}"
+        failtest $"{what}:\n  expected {want.ToJsonString()}\n  got      {got}"
 
 let expect (results: JsonNode[]) (i: int) (expected: string) = same $"step {i}" expected (results[i])
 

@@ -1,10 +1,10 @@
 /// Hostile input over a real socket: random and mutated frames from many connections to a TestHost
 /// process, while a control connection checks every answer it gets; then the process's memory and
-/// descriptors. Also the probes and the raw connection that the fault tests use.
+/// descriptors.
 ///
 /// FUZZ_FRAMES sets how many frames are sent (10,000 by default, what CI runs); FUZZ_SEED replays
 /// a run (the seed is printed in the test output).
-module Apisix.Runner.Tests.FuzzTests
+module Apisix.Runner.Tests.Process.FuzzTests
 
 open System
 open System.Buffers.Binary
@@ -17,201 +17,14 @@ open System.Threading
 open System.Threading.Tasks
 open FsCheck
 open FsCheck.FSharp
-open Xunit
-open Xunit.Abstractions
+open Expecto
 open Apisix.Runner
-open Apisix.Runner.Tests.ApisixClient
-open Apisix.Runner.Tests.RunnerProcess
-
-// ---- the runner process seen from outside ----
-
-/// A runner process seen through /proc, found from its socket (SO_PEERCRED names the listener's pid).
-[<Sealed>]
-type ProcessProbe(pid: int) =
-    /// The process listening on `socket`.
-    static member Of(socket: string) =
-        use s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
-        s.Connect(UnixDomainSocketEndPoint socket)
-        // struct ucred { pid; uid; gid }, at SOL_SOCKET (1), SO_PEERCRED (17).
-        let cred = Array.zeroCreate<byte> 12
-        s.GetRawSocketOption(1, 17, Span cred) |> ignore
-        ProcessProbe(BinaryPrimitives.ReadInt32LittleEndian(ReadOnlySpan cred))
-
-    member _.Pid = pid
-
-    member private _.Status(field: string) =
-        File.ReadLines $"/proc/{pid}/status"
-        |> Seq.tryFind (fun l -> l.StartsWith(field + ":", StringComparison.Ordinal))
-        |> Option.map (fun l -> int64 (l.Substring(field.Length + 1).Trim().Split(' ')[0]))
-        |> Option.defaultValue -1L
-
-    /// Resident memory (VmRSS), in MiB.
-    member p.RssMiB = float (p.Status "VmRSS") / 1024.0
-
-    member p.Threads = int (p.Status "Threads")
-
-    /// Open file descriptors.
-    member _.Fds = Directory.EnumerateFileSystemEntries $"/proc/{pid}/fd" |> Seq.length
-
-    /// Open sockets: the listener, the connections, and the runtime's own.
-    member _.Sockets =
-        Directory.EnumerateFileSystemEntries $"/proc/{pid}/fd"
-        |> Seq.sumBy (fun fd ->
-            try
-                match FileInfo(fd).LinkTarget with
-                | null -> 0
-                | target when target.StartsWith("socket:", StringComparison.Ordinal) -> 1
-                | _ -> 0
-            with _ ->
-                0)
-
-    /// The socket count once it has stopped changing (connections just closed are let go asynchronously).
-    member p.SettledSockets() : Task<int> =
-        task {
-            let mutable last = p.Sockets
-            let mutable same = 0
-            let clock = Stopwatch.StartNew()
-
-            while same < 5 && clock.Elapsed < TimeSpan.FromSeconds 5.0 do
-                do! Task.Delay 50
-                let now = p.Sockets
-                if now = last then same <- same + 1 else same <- 0
-                last <- now
-
-            return last
-        }
-
-    /// One line for the test output.
-    member p.Describe() =
-        $"RSS %.1f{p.RssMiB} MiB, {p.Fds} fds ({p.Sockets} sockets), {p.Threads} threads"
-
-/// Waits until `condition` holds, for at most `timeout`; whether it came to hold.
-let within (timeout: TimeSpan) (condition: unit -> bool) : Task<bool> =
-    task {
-        let clock = Stopwatch.StartNew()
-
-        while not (condition ()) && clock.Elapsed < timeout do
-            do! Task.Delay 50
-
-        return condition ()
-    }
-
-// ---- a connection that sends whatever bytes it is given ----
-
-/// What a raw connection read next.
-type Received =
-    | Got of FrameType * byte[]
-    /// The runner closed (or reset) the connection after whole frames.
-    | Closed
-    /// The runner closed the connection partway through a frame of its own: never right.
-    | ClosedMidFrame of buffered: int
-    /// Nothing within the time allowed.
-    | Silent
-
-/// A unix-socket connection to the runner that sends any bytes, well-formed or not, and reads
-/// whole frames back without trusting them.
-[<Sealed; AllowNullLiteral>]
-type RawConnection(path: string) =
-    let socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
-    do socket.Connect(UnixDomainSocketEndPoint path)
-    let mutable buf = Array.zeroCreate<byte> 4096
-    let mutable count = 0
-
-    /// Sends every byte; false when the runner has closed the connection.
-    member _.SendAsync(bytes: ReadOnlyMemory<byte>) : Task<bool> =
-        task {
-            try
-                let! _ = socket.SendAsync(bytes, SocketFlags.None)
-                return true
-            with
-            | :? SocketException
-            | :? ObjectDisposedException -> return false
-        }
-
-    member c.SendAsync(bytes: byte[]) = c.SendAsync(ReadOnlyMemory bytes)
-
-    /// Tells the runner nothing more will come (it reads end of stream).
-    member _.ShutdownSend() =
-        try
-            socket.Shutdown SocketShutdown.Send
-        with
-        | :? SocketException
-        | :? ObjectDisposedException -> ()
-
-    /// The next whole frame from the runner, or how the connection ended, or Silent after `timeout`.
-    member _.ReadAsync(timeout: TimeSpan) : Task<Received> =
-        task {
-            use expiry = new CancellationTokenSource(timeout)
-            let mutable result = ValueNone
-
-            while result.IsNone do
-                let declared = if count >= 4 then (int buf[1] <<< 16) ||| (int buf[2] <<< 8) ||| int buf[3] else -1
-
-                if declared >= 0 && count >= 4 + declared then
-                    let frameType: FrameType = LanguagePrimitives.EnumOfValue buf[0]
-                    let body = Array.sub buf 4 declared
-                    Buffer.BlockCopy(buf, 4 + declared, buf, 0, count - 4 - declared)
-                    count <- count - 4 - declared
-                    result <- ValueSome(Got(frameType, body))
-                else
-                    if count = buf.Length then
-                        let bigger = Array.zeroCreate<byte> (2 * buf.Length)
-                        Buffer.BlockCopy(buf, 0, bigger, 0, count)
-                        buf <- bigger
-
-                    let! n =
-                        task {
-                            try
-                                return! socket.ReceiveAsync(Memory(buf, count, buf.Length - count), SocketFlags.None, expiry.Token)
-                            with
-                            | :? OperationCanceledException -> return -1
-                            | :? SocketException
-                            | :? ObjectDisposedException -> return 0
-                        }
-
-                    if n < 0 then result <- ValueSome Silent
-                    elif n = 0 then result <- ValueSome(if count = 0 then Closed else ClosedMidFrame count)
-                    else count <- count + n
-
-            return result.Value
-        }
-
-    interface IDisposable with
-        member _.Dispose() = socket.Dispose()
-
-// ---- frames ----
-
-/// A frame header announcing `declared` body bytes.
-let header (frameType: byte) (declared: int) =
-    [| frameType; byte (declared >>> 16); byte (declared >>> 8); byte declared |]
-
-/// A frame whose header tells the truth.
-let frameOf (frameType: byte) (body: byte[]) = Array.append (header frameType body.Length) body
-
-/// The body length a frame's header announces.
-let declaredLength (frame: byte[]) =
-    (int frame[1] <<< 16) ||| (int frame[2] <<< 8) ||| int frame[3]
-
-/// A message encoded by the project's codec, as a whole frame.
-let encode (message: ApisixMessage) : byte[] =
-    use b = new FlatBufferBuilder()
-
-    match Encode.apisixMessage b message with
-    | Ok f -> f.ToArray()
-    | Error e -> failwith (e.Describe())
-
-/// The first bytes of a frame in hex, for failure messages.
-let hex (bytes: byte[]) =
-    let shown = Convert.ToHexString(bytes, 0, min bytes.Length 96)
-    if bytes.Length > 96 then $"{shown}... ({bytes.Length} bytes)" else shown
-
-/// Whether the runner's output has a character that should never reach a log line raw.
-let unsafeInLog (c: char) =
-    Char.IsControl c
-    || c = '\u2028'
-    || c = '\u2029'
-    || (c >= '\u202A' && c <= '\u202E')
-    || (c >= '\u2066' && c <= '\u2069')
+open Apisix.Runner.Tests.Support
+open Apisix.Runner.Tests.Support.ApisixClient
+open Apisix.Runner.Tests.Support.RunnerProcess
+open Apisix.Runner.Tests.Support.ProcessProbe
+open Apisix.Runner.Tests.Support.RawConnection
+open Apisix.Runner.Tests.Support.Expectations
 
 // ---- what the fuzz sends ----
 
@@ -689,83 +502,86 @@ let private envInt (name: string) (fallback: int) =
     | "" -> fallback
     | text -> int text
 
-[<Collection("runner processes")>]
-type FuzzTests(log: ITestOutputHelper) =
+/// Runs alone, after the parallel tests: it loads the machine and measures the runner's memory.
+[<Tests>]
+let tests =
+    testSequenced
+    <| testList "Process.Fuzz" [
+        testCaseTask "hostile frames from 32 connections get BAD_REQUEST and a close or a valid answer; the runner lives on and gives back what it took" <| fun () ->
+            task {
+                let frames = envInt "FUZZ_FRAMES" 10_000
+                let connections = 32
 
-    [<Fact>]
-    member _.``hostile frames from 32 connections get BAD_REQUEST and a close or a valid answer; the runner lives on and gives back what it took``() =
-        task {
-            let frames = envInt "FUZZ_FRAMES" 10_000
-            let connections = 32
+                let seed =
+                    match Environment.GetEnvironmentVariable "FUZZ_SEED" with
+                    | null
+                    | "" -> uint64 (Stopwatch.GetTimestamp() % 1_000_000_000L)
+                    | text -> UInt64.Parse text
 
-            let seed =
-                match Environment.GetEnvironmentVariable "FUZZ_SEED" with
-                | null
-                | "" -> uint64 (Stopwatch.GetTimestamp() % 1_000_000_000L)
-                | text -> UInt64.Parse text
+                note $"FUZZ_FRAMES={frames} FUZZ_SEED={seed}"
+                use sandbox = new Sandbox()
+                use runner = Runner.Ready sandbox.Socket
+                let probe = ProcessProbe.Of sandbox.Socket
 
-            log.WriteLine $"FUZZ_FRAMES={frames} FUZZ_SEED={seed}"
-            use sandbox = new Sandbox()
-            use runner = Runner.Ready sandbox.Socket
-            let probe = ProcessProbe.Of sandbox.Socket
+                let! tokens =
+                    task {
+                        use setup = new Client(sandbox.Socket)
+                        let tokens = ResizeArray<uint32>()
 
-            let! tokens =
-                task {
-                    use setup = new Client(sandbox.Socket)
-                    let tokens = ResizeArray<uint32>()
+                        for key, conf in fuzzRoutes do
+                            let! token = setup.PrepareAsync(conf, key)
+                            tokens.Add token
 
-                    for key, conf in fuzzRoutes do
-                        let! token = setup.PrepareAsync(conf, key)
-                        tokens.Add token
+                        return tokens.ToArray()
+                    }
 
-                    return tokens.ToArray()
-                }
+                let tally = Tally()
+                // Warm up (JIT, pools), then take the baseline.
+                do! fuzzer sandbox.Socket (Tally()) tokens 500 (seed + 999_999UL)
+                let! baseSockets = probe.SettledSockets()
+                let baseRss, baseFds = probe.RssMiB, probe.Fds
+                note $"baseline after 500 warm-up frames: {probe.Describe()}"
 
-            let tally = Tally()
-            // Warm up (JIT, pools), then take the baseline.
-            do! fuzzer sandbox.Socket (Tally()) tokens 500 (seed + 999_999UL)
-            let! baseSockets = probe.SettledSockets()
-            let baseRss, baseFds = probe.RssMiB, probe.Fds
-            log.WriteLine $"baseline after 500 warm-up frames: {probe.Describe()}"
+                use stop = new CancellationTokenSource()
+                let controlling = control sandbox.Socket stop.Token
+                let clock = Stopwatch.StartNew()
+                let share n = frames / connections + (if n < frames % connections then 1 else 0)
 
-            use stop = new CancellationTokenSource()
-            let controlling = control sandbox.Socket stop.Token
-            let clock = Stopwatch.StartNew()
-            let share n = frames / connections + (if n < frames % connections then 1 else 0)
+                let fuzzing =
+                    Task.WhenAll [ for n in 0 .. connections - 1 -> fuzzer sandbox.Socket tally tokens (share n) (seed + uint64 n) ]
 
-            let fuzzing =
-                Task.WhenAll [ for n in 0 .. connections - 1 -> fuzzer sandbox.Socket tally tokens (share n) (seed + uint64 n) ]
+                let! _ = Task.WhenAny(fuzzing :> Task, controlling :> Task)
+                stop.Cancel()
+                // A control failure ends the test at once, with its own message.
+                let! controlCalls = controlling
+                let! _ = fuzzing
+                let elapsed = clock.Elapsed
+                note $"{frames} frames in {elapsed.TotalSeconds:F1} s: {float frames / elapsed.TotalSeconds:F0} frames/s; {controlCalls} control calls, all answered right"
+                note $"right after: {probe.Describe()}"
 
-            let! _ = Task.WhenAny(fuzzing :> Task, controlling :> Task)
-            stop.Cancel()
-            // A control failure ends the test at once, with its own message.
-            let! controlCalls = controlling
-            let! _ = fuzzing
-            let elapsed = clock.Elapsed
-            log.WriteLine $"{frames} frames in {elapsed.TotalSeconds:F1} s: {float frames / elapsed.TotalSeconds:F0} frames/s; {controlCalls} control calls, all answered right"
-            log.WriteLine $"right after: {probe.Describe()}"
+                for kind, n in tally.Counts do
+                    note $"  %7d{n}  {kind}"
 
-            for kind, n in tally.Counts do
-                log.WriteLine $"  %7d{n}  {kind}"
+                Expect.isFalse runner.HasExited (runner.Describe())
+                Expect.isTrue (tally.Failed = 0) ($"{tally.Failed} inputs were not handled right:\n" + String.Join("\n", tally.Failures))
+                Expect.isTrue (controlCalls > 0) "the control connection made no call"
 
-            Assert.False(runner.HasExited, runner.Describe())
-            Assert.True(tally.Failed = 0, $"{tally.Failed} inputs were not handled right:\n" + String.Join("\n", tally.Failures))
-            Assert.True(controlCalls > 0, "the control connection made no call")
+                // The fuzz connections are closed: the runner lets go of them and of what they took.
+                let releasing = Stopwatch.StartNew()
+                let! released = within (TimeSpan.FromSeconds 20.0) (fun () -> probe.Sockets <= baseSockets)
+                let! fdsBack = within (TimeSpan.FromSeconds 20.0) (fun () -> probe.Fds <= baseFds + 4)
+                let rss = probe.RssMiB
+                note $"after release ({releasing.ElapsedMilliseconds} ms): {probe.Describe()} (baseline RSS %.1f{baseRss} MiB, {baseFds} fds, {baseSockets} sockets)"
+                Expect.isTrue released $"the runner still holds {probe.Sockets - baseSockets} more sockets than before the fuzz"
+                Expect.isTrue fdsBack $"the runner has {probe.Fds} open fds, {baseFds} before the fuzz"
+                Expect.isTrue (rss <= baseRss + 64.0) $"RSS grew from %.1f{baseRss} to %.1f{rss} MiB"
 
-            // The fuzz connections are closed: the runner lets go of them and of what they took.
-            let releasing = Stopwatch.StartNew()
-            let! released = within (TimeSpan.FromSeconds 20.0) (fun () -> probe.Sockets <= baseSockets)
-            let! fdsBack = within (TimeSpan.FromSeconds 20.0) (fun () -> probe.Fds <= baseFds + 4)
-            let rss = probe.RssMiB
-            log.WriteLine $"after release ({releasing.ElapsedMilliseconds} ms): {probe.Describe()} (baseline RSS %.1f{baseRss} MiB, {baseFds} fds, {baseSockets} sockets)"
-            Assert.True(released, $"the runner still holds {probe.Sockets - baseSockets} more sockets than before the fuzz")
-            Assert.True(fdsBack, $"the runner has {probe.Fds} open fds, {baseFds} before the fuzz")
-            Assert.True(rss <= baseRss + 64.0, $"RSS grew from %.1f{baseRss} to %.1f{rss} MiB")
-
-            // Nothing failed inside the runner, and nothing from the wire reached the log raw.
-            let output = runner.Output
-            Assert.DoesNotContain(output, fun l -> l.Contains("A connection failed unexpectedly", StringComparison.Ordinal))
-            Assert.DoesNotContain(output, fun l -> l.Contains("could not be encoded", StringComparison.Ordinal))
-            Assert.DoesNotContain(output, fun l -> l |> Seq.exists unsafeInLog)
-            Assert.False(runner.HasExited, runner.Describe())
-        }
+                // Nothing failed inside the runner, and nothing from the wire reached the log raw.
+                let output = runner.Output
+                let says (text: string) = output |> List.exists (fun l -> l.Contains(text, StringComparison.Ordinal))
+                Expect.isFalse (says "A connection failed unexpectedly") "the runner logged a failed connection"
+                Expect.isFalse (says "could not be encoded") "the runner logged an answer it could not encode"
+                Expect.isFalse (output |> List.exists (Seq.exists unsafeInLog)) "a line of the runner's output holds a raw control character"
+                Expect.isFalse runner.HasExited (runner.Describe())
+            }
+    ]

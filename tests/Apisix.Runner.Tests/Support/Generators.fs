@@ -1,11 +1,15 @@
 /// FsCheck generators for every protocol message. Values are never null and use [||] for "no
 /// entries", exactly what the decoders give back, so a round trip compares with plain equality.
-module Apisix.Runner.Tests.Generators
+module Apisix.Runner.Tests.Support.Generators
 
 open System
+open Expecto
 open FsCheck
 open FsCheck.FSharp
 open Apisix.Runner
+
+/// The configuration of a property checked on `n` cases, at FsCheck's default sizes.
+let cases (n: int) : FsCheckConfig = { FsCheckConfig.defaultConfig with maxTest = n }
 
 /// Unicode scalar values, never a surrogate code point: every string is valid UTF-16, so it has
 /// a UTF-8 encoding. Mostly ASCII, with controls (NUL too), other BMP and astral characters.

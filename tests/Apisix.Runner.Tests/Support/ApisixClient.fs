@@ -1,6 +1,6 @@
 /// Plays APISIX against an in-process runner: a client speaking the protocol over the unix socket
 /// with the project's codec, and a fixture that starts a RunnerServer on a fresh socket.
-module Apisix.Runner.Tests.ApisixClient
+module Apisix.Runner.Tests.Support.ApisixClient
 
 open System
 open System.Buffers

@@ -1,18 +1,19 @@
 /// Wire compatibility with an independent codec: Python that flatc generates from
 /// tests/interop/ext-plugin.fbs, driven by tests/interop/fbcodec.py (JSON in and out, see its
 /// README). Each direction is one Python run for all message types, shared by the tests.
-module Apisix.Runner.Tests.InteropTests
+module Apisix.Runner.Tests.Wire.InteropTests
 
 open System
 open System.Collections.Generic
 open System.IO
 open System.Text.Json.Nodes
+open Expecto
 open FsCheck
 open FsCheck.FSharp
-open Xunit
 open Apisix.Runner
-open Apisix.Runner.Tests.RoundTripTests
-open Apisix.Runner.Tests.RunnerProcess
+open Apisix.Runner.Tests.Support
+open Apisix.Runner.Tests.Wire.RoundTripTests
+open Apisix.Runner.Tests.Support.RunnerProcess
 
 let private interopDir = lazy (Path.Combine(RunnerProcess.repoRoot.Value, "tests", "interop"))
 
@@ -195,29 +196,35 @@ let private answer typ (i: int) (field: string) (reply: JsonNode) =
 
 let private byType = dict kinds
 
-/// Type names for the theories.
-let types = [ for name, _ in kinds -> [| box name |] ]
+/// One test per message type, each direction checking every sample of that type.
+let private perType (name: string) (test: string -> unit) =
+    testList name [ for typ, _ in kinds -> testCase typ (fun () -> test typ) ]
 
-[<Theory; MemberData(nameof types)>]
-let ``the reference decodes our encoding to the same message`` (typ: string) =
-    let samples = byType[typ].Value
+/// The two flatc/Python runs are shared by the tests: run one after the other, as one group.
+[<Tests>]
+let tests =
+    testSequencedGroup "Wire.Interop"
+    <| testList "Wire.Interop" [
+        perType "the reference decodes our encoding to the same message" (fun typ ->
+            let samples = byType[typ].Value
 
-    decodedByTheirs.Value[typ]
-    |> Array.iteri (fun i reply ->
-        let expected = snd samples.Ours[i]
-        let actual = answer typ i "msg" reply
-        if not (JsonNode.DeepEquals(expected, actual)) then
-            failwith (clip $"{typ} item {i}: the reference decoded\n{actual.ToJsonString()}\nexpected\n{expected.ToJsonString()}"))
+            decodedByTheirs.Value[typ]
+            |> Array.iteri (fun i reply ->
+                let expected = snd samples.Ours[i]
+                let actual = answer typ i "msg" reply
 
-[<Theory; MemberData(nameof types)>]
-let ``we decode the reference's encoding to the same message`` (typ: string) =
-    let samples = byType[typ].Value
+                if not (JsonNode.DeepEquals(expected, actual)) then
+                    failwith (clip $"{typ} item {i}: the reference decoded\n{actual.ToJsonString()}\nexpected\n{expected.ToJsonString()}")))
 
-    encodedByTheirs.Value[typ]
-    |> Array.iteri (fun i reply ->
-        let input, check = samples.Theirs[i]
-        let bytes = answer typ i "bytes" reply |> _.GetValue<string>() |> Convert.FromBase64String
+        perType "we decode the reference's encoding to the same message" (fun typ ->
+            let samples = byType[typ].Value
 
-        match check bytes with
-        | Some error -> failwith (clip $"{typ} item {i}, from {input.ToJsonString()}:\n{error}")
-        | None -> ())
+            encodedByTheirs.Value[typ]
+            |> Array.iteri (fun i reply ->
+                let input, check = samples.Theirs[i]
+                let bytes = answer typ i "bytes" reply |> _.GetValue<string>() |> Convert.FromBase64String
+
+                match check bytes with
+                | Some error -> failwith (clip $"{typ} item {i}, from {input.ToJsonString()}:\n{error}")
+                | None -> ()))
+    ]

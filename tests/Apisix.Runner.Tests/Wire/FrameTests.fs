@@ -1,11 +1,14 @@
-module Apisix.Runner.Tests.FrameTests
+/// The frame layer: the 4-byte header, whole frames taken from a stream however it is cut into
+/// segments, and the 24-bit length limit on both the read and the encode side.
+module Apisix.Runner.Tests.Wire.FrameTests
 
 open System
 open System.Buffers
-open Xunit
+open Expecto
 open FsCheck
 open FsCheck.FSharp
 open Apisix.Runner
+open Apisix.Runner.Tests.Support.Generators
 
 /// One link of a hand-made multi-segment sequence, as a pipe hands them out.
 type private Chunk(bytes: byte[], runningIndex: int64) as this =
@@ -106,99 +109,84 @@ let private cut (bytes: byte[]) (positions: int list) =
     let bounds = 0 :: List.sort positions @ [ bytes.Length ]
     [ for a, b in List.pairwise bounds -> bytes[a .. b - 1] ]
 
-[<Fact>]
-let ``the stream's frames fit the limit and one is exactly at it`` () =
-    Assert.All(expected, fun (_, body) -> Assert.InRange(body.Length, 0, limit))
-    Assert.Contains(limit, [ for _, body in expected -> body.Length ])
-    Assert.Contains(0, [ for _, body in expected -> body.Length ])
+let private reading =
+    [
+        testCase "the stream's frames fit the limit and one is exactly at it" <| fun () ->
+            for _, body in expected do
+                Expect.isGreaterThanOrEqual body.Length 0 "a body length"
+                Expect.isLessThanOrEqual body.Length limit "a body length"
 
-[<Fact>]
-let ``several whole frames in one read all come out, in order`` () =
-    same (expected, 0L) (readAll limit [ stream ])
+            Expect.contains [ for _, body in expected -> body.Length ] limit "a body of exactly the limit"
+            Expect.contains [ for _, body in expected -> body.Length ] 0 "an empty body"
 
-[<Fact>]
-let ``a partial frame after whole ones waits for more and consumes nothing`` () =
-    let partial = frames[0][.. frames[0].Length - 2]
+        testCase "several whole frames in one read all come out, in order" <| fun () ->
+            same (expected, 0L) (readAll limit [ stream ])
 
-    for extra in [ frames[0][..2]; frames[0][..3]; partial ] do
-        same (expected, int64 extra.Length) (readAll limit [ Array.append stream extra ])
+        testCase "a partial frame after whole ones waits for more and consumes nothing" <| fun () ->
+            let partial = frames[0][.. frames[0].Length - 2]
 
-[<Fact>]
-let ``a stream split at every byte boundary gives every frame once, in order`` () =
-    for k in 0 .. stream.Length do
-        same (expected, 0L) (readAll limit (cut stream [ k ]))
+            for extra in [ frames[0][..2]; frames[0][..3]; partial ] do
+                same (expected, int64 extra.Length) (readAll limit [ Array.append stream extra ])
 
-[<Fact>]
-let ``a stream arriving one byte at a time gives every frame once, in order`` () =
-    same (expected, 0L) (readAll limit [ for b in stream -> [| b |] ])
+        testCase "a stream split at every byte boundary gives every frame once, in order" <| fun () ->
+            for k in 0 .. stream.Length do
+                same (expected, 0L) (readAll limit (cut stream [ k ]))
 
-[<Fact>]
-let ``a stream cut at random places, empty segments included, gives every frame once, in order`` () =
-    let cuts = Gen.listOf (Gen.choose (0, stream.Length)) |> Arb.fromGen
+        testCase "a stream arriving one byte at a time gives every frame once, in order" <| fun () ->
+            same (expected, 0L) (readAll limit [ for b in stream -> [| b |] ])
 
-    Check.One(
-        Config.QuickThrowOnFailure.WithMaxTest 500,
-        Prop.forAll cuts (fun positions -> same (expected, 0L) (readAll limit (cut stream positions)))
-    )
+        testPropertyWithConfig (cases 500) "a stream cut at random places, empty segments included, gives every frame once, in order"
+        <| Prop.forAll (Gen.listOf (Gen.choose (0, stream.Length)) |> Arb.fromGen) (fun positions ->
+            same (expected, 0L) (readAll limit (cut stream positions)))
 
-[<Fact>]
-let ``a header split across segments is read whole`` () =
-    let f = frames[1]
+        testCase "a header split across segments is read whole" <| fun () ->
+            let f = frames[1]
 
-    for split in 1..3 do
-        let segments = [ f[.. split - 1]; f[split..3]; f[4..] ]
-        same ([ expected[1] ], 0L) (readAll limit segments)
-        same ([ expected[1] ], 0L) (readAll limit [ f[.. split - 1]; f[split..] ])
-        // With only part of the header there is nothing to say yet.
-        same ([], int64 split) (readAll limit [ f[.. split - 1] ])
+            for split in 1..3 do
+                let segments = [ f[.. split - 1]; f[split..3]; f[4..] ]
+                same ([ expected[1] ], 0L) (readAll limit segments)
+                same ([ expected[1] ], 0L) (readAll limit [ f[.. split - 1]; f[split..] ])
+                // With only part of the header there is nothing to say yet.
+                same ([], int64 split) (readAll limit [ f[.. split - 1] ])
 
-[<Fact>]
-let ``a header split after an empty first segment is read whole`` () =
-    same ([ expected[1] ], 0L) (readAll limit [ [||]; frames[1][..1]; [||]; frames[1][2..] ])
+        testCase "a header split after an empty first segment is read whole" <| fun () ->
+            same ([ expected[1] ], 0L) (readAll limit [ [||]; frames[1][..1]; [||]; frames[1][2..] ])
 
-[<Fact>]
-let ``a header announcing more than the limit is TooLarge with that length, before any body`` () =
-    let cases =
-        [ 0, 1
-          1000, 1001
-          1000, Frame.MaxBodyLength
-          Frame.MaxBodyLength - 1, Frame.MaxBodyLength ]
+        testCase "a header announcing more than the limit is TooLarge with that length, before any body" <| fun () ->
+            let cases =
+                [ 0, 1
+                  1000, 1001
+                  1000, Frame.MaxBodyLength
+                  Frame.MaxBodyLength - 1, Frame.MaxBodyLength ]
 
-    for maxBody, announced in cases do
-        for split in 0..3 do
-            match Frame.tryRead maxBody (sequenceOf (cut (header 2uy announced) [ split ])) with
-            | TooLarge n -> Assert.Equal(announced, n)
-            | other -> failwithf "limit %d, announced %d: %A" maxBody announced other
+            for maxBody, announced in cases do
+                for split in 0..3 do
+                    match Frame.tryRead maxBody (sequenceOf (cut (header 2uy announced) [ split ])) with
+                    | TooLarge n -> Expect.equal n announced "n"
+                    | other -> failwithf "limit %d, announced %d: %A" maxBody announced other
 
-[<Fact>]
-let ``a body of exactly the limit is accepted, Frame.MaxBodyLength included`` () =
-    for maxBody in [ 0; 1000; Frame.MaxBodyLength ] do
-        let whole = frame 2uy (Array.init maxBody byte)
-        // The header arrives alone first: it must be Incomplete (or the frame, for an empty body), never TooLarge.
-        same ([ FrameType.HttpReqCall, whole[4..] ], 0L) (readAll maxBody [ whole[..3]; whole[4..] ])
+        testCase "a body of exactly the limit is accepted, Frame.MaxBodyLength included" <| fun () ->
+            for maxBody in [ 0; 1000; Frame.MaxBodyLength ] do
+                let whole = frame 2uy (Array.init maxBody byte)
+                // The header arrives alone first: it must be Incomplete (or the frame, for an empty body), never TooLarge.
+                same ([ FrameType.HttpReqCall, whole[4..] ], 0L) (readAll maxBody [ whole[..3]; whole[4..] ])
 
-[<Fact>]
-let ``writeHeader writes the type and a 24-bit big-endian length, read back by tryRead`` () =
-    let gen = Gen.zip (Gen.choose (0, 255)) (Gen.choose (0, Frame.MaxBodyLength)) |> Arb.fromGen
-
-    Check.One(
-        Config.QuickThrowOnFailure.WithMaxTest 500,
-        Prop.forAll gen (fun (t, n) ->
+        testPropertyWithConfig (cases 500) "writeHeader writes the type and a 24-bit big-endian length, read back by tryRead"
+        <| Prop.forAll (Gen.zip (Gen.choose (0, 255)) (Gen.choose (0, Frame.MaxBodyLength)) |> Arb.fromGen) (fun (t, n) ->
             let dest = Array.zeroCreate<byte> 4
             same (Ok()) (Frame.writeHeader (LanguagePrimitives.EnumOfValue(byte t)) n (Span dest))
             same (header (byte t) n) dest
             // A limit just below the announced length makes tryRead report the length it read.
             match Frame.tryRead (n - 1) (sequenceOf [ dest ]) with
-            | TooLarge m -> Assert.Equal(n, m)
+            | TooLarge m -> Expect.equal m n "the length tryRead reports"
             | other -> failwithf "%A" other)
-    )
 
-[<Fact>]
-let ``writeHeader rejects negative and over-long lengths and leaves the destination alone`` () =
-    for n in [ -1; Int32.MinValue; Frame.MaxBodyLength + 1; Int32.MaxValue ] do
-        let dest = Array.create 4 0xAAuy
-        same (Error n) (Frame.writeHeader FrameType.HttpReqCall n (Span dest))
-        same (Array.create 4 0xAAuy) dest
+        testCase "writeHeader rejects negative and over-long lengths and leaves the destination alone" <| fun () ->
+            for n in [ -1; Int32.MinValue; Frame.MaxBodyLength + 1; Int32.MaxValue ] do
+                let dest = Array.create 4 0xAAuy
+                same (Error n) (Frame.writeHeader FrameType.HttpReqCall n (Span dest))
+                same (Array.create 4 0xAAuy) dest
+    ]
 
 /// How a message with a body of n bytes fares at the encoding limit, in one direction.
 let private checkEncodingLimit
@@ -220,29 +208,34 @@ let private checkEncodingLimit
 
     // The body bytes come last, so everything else is a fixed overhead.
     let fits = Frame.MaxBodyLength - (roundTrip 1 - 1)
-    Assert.Equal(Frame.MaxBodyLength, roundTrip fits)
+    Expect.equal (roundTrip fits) Frame.MaxBodyLength "roundTrip fits"
 
     for n in [ fits + 1; 16 * 1024 * 1024 ] do
         match encode b (withBody n) with
-        | Error(FrameTooLarge len) -> Assert.Equal(n - fits + Frame.MaxBodyLength, len)
+        | Error(FrameTooLarge len) -> Expect.equal len (n - fits + Frame.MaxBodyLength) "len"
         | Ok f -> failwithf "a %d-byte body gave a %d-byte frame instead of an error" n f.Length
 
     // The builder stays usable after refusing a frame.
-    Assert.Equal(Frame.MaxBodyLength - fits + 1, roundTrip 1)
+    Expect.equal (roundTrip 1) (Frame.MaxBodyLength - fits + 1) "roundTrip 1"
 
-[<Fact>]
-let ``a Stop just under the 24-bit limit encodes and decodes; one byte more is FrameTooLarge`` () =
-    checkEncodingLimit
-        Encode.runnerMessage
-        (fun t body -> Decode.runnerMessage t (ReadOnlySpan body))
-        (fun n ->
-            HttpReqCallResp
-                { Id = 9u
-                  Action = HttpReqCall.Stop { Status = 200us; Headers = [| TextEntry.Set("x", "y") |]; Body = Array.create n 7uy } })
+let private encodingLimit =
+    [
+        testCase "a Stop just under the 24-bit limit encodes and decodes; one byte more is FrameTooLarge" <| fun () ->
+            checkEncodingLimit
+                Encode.runnerMessage
+                (fun t body -> Decode.runnerMessage t (ReadOnlySpan body))
+                (fun n ->
+                    HttpReqCallResp
+                        { Id = 9u
+                          Action = HttpReqCall.Stop { Status = 200us; Headers = [| TextEntry.Set("x", "y") |]; Body = Array.create n 7uy } })
 
-[<Fact>]
-let ``an ExtraInfo answer just under the 24-bit limit encodes and decodes; one byte more is FrameTooLarge`` () =
-    checkEncodingLimit
-        Encode.apisixMessage
-        (fun t body -> Decode.apisixMessage t (ReadOnlySpan body))
-        (fun n -> ExtraInfoResp { Result = ValueSome(Array.create n 1uy) })
+        testCase "an ExtraInfo answer just under the 24-bit limit encodes and decodes; one byte more is FrameTooLarge" <| fun () ->
+            checkEncodingLimit
+                Encode.apisixMessage
+                (fun t body -> Decode.apisixMessage t (ReadOnlySpan body))
+                (fun n -> ExtraInfoResp { Result = ValueSome(Array.create n 1uy) })
+    ]
+
+[<Tests>]
+let tests =
+    testSequencedGroup "Wire.Frame" <| testList "Wire.Frame" (reading @ encodingLimit)

@@ -1,12 +1,15 @@
-module Apisix.Runner.Tests.HostileInputTests
+/// Every decoder fed input built to break it: random bytes, truncations, byte and bit mutations,
+/// targeted corruption of every offset, size, length, string and union tag of valid messages.
+module Apisix.Runner.Tests.Wire.HostileInputTests
 
 open System
 open System.Buffers.Binary
 open System.Text
-open Xunit
+open Expecto
 open FsCheck
 open FsCheck.FSharp
 open Apisix.Runner
+open Apisix.Runner.Tests.Support.Generators
 
 // Decoders under test --------------------------------------------------------------------------
 
@@ -35,7 +38,7 @@ let private guarded (decode: byte -> byte[] -> 'R) (frameType: byte) (body: byte
     result
 
 /// A decoder under test, fed a frame type and a body. When it decodes, re-encoding the value and
-/// decoding that again must give the same value. Exceptions are left to reach xunit.
+/// decoding that again must give the same value. Exceptions are left to reach Expecto.
 type private Subject =
     { Name: string
       Run: byte -> byte[] -> Result<unit, DecodeError> }
@@ -433,177 +436,167 @@ let private changed (body: byte[]) (change: byte[] -> unit) =
 
 // Tests ----------------------------------------------------------------------------------------
 
-[<Fact>]
-let ``every seed decodes, through its decoder and its dispatcher`` () =
-    Assert.All(kinds, fun k -> Assert.NotEmpty k.Seeds)
+let private decoders =
+    [
+        testCase "every seed decodes, through its decoder and its dispatcher" <| fun () ->
+            for k in kinds do
+                Expect.isNonEmpty k.Seeds $"the seeds of {k.Subject.Name}"
 
-    for s in seeds do
-        same (Ok()) (s.Subject.Run s.Type s.Body)
-        same (Ok()) (s.Dispatcher.Run s.Type s.Body)
+            for s in seeds do
+                same (Ok()) (s.Subject.Run s.Type s.Body)
+                same (Ok()) (s.Dispatcher.Run s.Type s.Body)
 
-[<Fact>]
-let ``random bytes of random lengths never break a decoder`` () =
-    let input =
-        gen {
-            let! length = Gen.choose (0, 4096)
-            let! seed = Gen.choose (0, Int32.MaxValue)
-            let! frameType = Gen.choose (0, 4)
-            let! aimRoot = Gen.elements [ false; true ]
-            let bytes = Array.zeroCreate<byte> length
-            Random(seed).NextBytes bytes
-            // Half the time a root offset inside the buffer, to get past the first check.
-            if aimRoot && length >= 8 then
-                w32 bytes 0 (uint32 (seed % (length - 4)))
+        testPropertyWithConfig (cases 2000) "random bytes of random lengths never break a decoder"
+        <| Prop.forAll
+            (Arb.fromGen (
+                gen {
+                    let! length = Gen.choose (0, 4096)
+                    let! seed = Gen.choose (0, Int32.MaxValue)
+                    let! frameType = Gen.choose (0, 4)
+                    let! aimRoot = Gen.elements [ false; true ]
+                    let bytes = Array.zeroCreate<byte> length
+                    Random(seed).NextBytes bytes
+                    // Half the time a root offset inside the buffer, to get past the first check.
+                    if aimRoot && length >= 8 then
+                        w32 bytes 0 (uint32 (seed % (length - 4)))
 
-            return byte frameType, bytes
-        }
+                    return byte frameType, bytes
+                }
+            ))
+            (fun (t, body) -> hostile t body)
 
-    Check.One(Config.QuickThrowOnFailure.WithMaxTest 2000, Prop.forAll (Arb.fromGen input) (fun (t, body) -> hostile t body))
+        testCase "every truncation of every seed is an error, Truncated below 8 bytes" <| fun () ->
+            for s in seeds do
+                for n in 0 .. s.Body.Length - 1 do
+                    let prefix = s.Body[.. n - 1]
+                    hostile s.Type prefix
+                    // Only the final NUL of a string is not checked, so a shorter prefix cuts something read.
+                    let expect = if n < 8 then truncated elif n < s.Body.Length - 1 then anyError else Anything
+                    check (lazy $"{s.Name} cut to {n} bytes") expect (s.Subject.Run s.Type prefix)
 
-[<Fact>]
-let ``every truncation of every seed is an error, Truncated below 8 bytes`` () =
-    for s in seeds do
-        for n in 0 .. s.Body.Length - 1 do
-            let prefix = s.Body[.. n - 1]
-            hostile s.Type prefix
-            // Only the final NUL of a string is not checked, so a shorter prefix cuts something read.
-            let expect = if n < 8 then truncated elif n < s.Body.Length - 1 then anyError else Anything
-            check (lazy $"{s.Name} cut to {n} bytes") expect (s.Subject.Run s.Type prefix)
+        testCase "every byte of every seed set to hostile values never breaks a decoder" <| fun () ->
+            for s in seeds do
+                for i in 0 .. s.Body.Length - 1 do
+                    let b = s.Body[i]
 
-[<Fact>]
-let ``every byte of every seed set to hostile values never breaks a decoder`` () =
-    for s in seeds do
-        for i in 0 .. s.Body.Length - 1 do
-            let b = s.Body[i]
+                    for v in [ 0uy; 0xFFuy; 0x7Fuy; 0x80uy; b + 1uy; b - 1uy ] do
+                        hostile s.Type (changed s.Body (fun c -> c[i] <- v))
 
-            for v in [ 0uy; 0xFFuy; 0x7Fuy; 0x80uy; b + 1uy; b - 1uy ] do
-                hostile s.Type (changed s.Body (fun c -> c[i] <- v))
+        testCase "every single-bit flip of every seed never breaks a decoder" <| fun () ->
+            for s in seeds do
+                for bit in 0 .. 8 * s.Body.Length - 1 do
+                    hostile s.Type (changed s.Body (fun c -> c[bit / 8] <- c[bit / 8] ^^^ (1uy <<< bit % 8)))
 
-[<Fact>]
-let ``every single-bit flip of every seed never breaks a decoder`` () =
-    for s in seeds do
-        for bit in 0 .. 8 * s.Body.Length - 1 do
-            hostile s.Type (changed s.Body (fun c -> c[bit / 8] <- c[bit / 8] ^^^ (1uy <<< bit % 8)))
+        testPropertyWithConfig (cases 2000) "random multi-byte mutations of seeds never break a decoder"
+        <| Prop.forAll
+            (Arb.fromGen (
+                gen {
+                    let! s = Gen.elements seeds
+                    let! n = Gen.choose (2, 8)
+                    let! writes = Gen.listOfLength n (Gen.zip (Gen.choose (0, s.Body.Length - 1)) (Gen.choose (0, 255)))
+                    return s, writes
+                }
+            ))
+            (fun (s, writes) -> hostile s.Type (changed s.Body (fun c -> for i, v in writes do c[i] <- byte v)))
 
-[<Fact>]
-let ``random multi-byte mutations of seeds never break a decoder`` () =
-    let mutation =
-        gen {
-            let! s = Gen.elements seeds
-            let! n = Gen.choose (2, 8)
-            let! writes = Gen.listOfLength n (Gen.zip (Gen.choose (0, s.Body.Length - 1)) (Gen.choose (0, 255)))
-            return s, writes
-        }
+        testCase "targeted corruption of offsets, sizes, lengths, strings and union tags gives the expected error" <| fun () ->
+            for s in seeds do
+                for spot in spots s.Body s.Shape do
+                    for what, change, expect in corruptions s.Body spot do
+                        let body = changed s.Body change
+                        let result = s.Subject.Run s.Type body
+                        check (lazy $"{s.Name}, {spot}, {what}") expect result
+                        // The dispatcher must say exactly what the decoder says.
+                        same result (s.Dispatcher.Run s.Type body)
 
-    Check.One(
-        Config.QuickThrowOnFailure.WithMaxTest 2000,
-        Prop.forAll (Arb.fromGen mutation) (fun (s, writes) ->
-            hostile s.Type (changed s.Body (fun c -> for i, v in writes do c[i] <- byte v)))
-    )
+        testCase "the seeds hold every kind of spot to corrupt" <| fun () ->
+            let all = seeds |> List.collect (fun s -> spots s.Body s.Shape)
+            let has what pick = Expect.exists all pick $"a spot of {what}"
+            has "a string of 4 bytes or more" (function Text(_, n) -> n >= 4 | _ -> false)
+            has "a length of 4-byte elements" (function Length(_, 4) -> true | _ -> false)
+            has "a length of bytes" (function Length(_, 1) -> true | _ -> false)
+            has "a union whose value is required" (function UnionValue(_, _, _, true) -> true | _ -> false)
+            has "a union whose value may be absent" (function UnionValue(_, _, _, false) -> true | _ -> false)
 
-[<Fact>]
-let ``targeted corruption of offsets, sizes, lengths, strings and union tags gives the expected error`` () =
-    for s in seeds do
-        for spot in spots s.Body s.Shape do
-            for what, change, expect in corruptions s.Body spot do
-                let body = changed s.Body change
-                let result = s.Subject.Run s.Type body
-                check (lazy $"{s.Name}, {spot}, {what}") expect result
-                // The dispatcher must say exactly what the decoder says.
-                same result (s.Dispatcher.Run s.Type body)
+        // FlatBuffers' own verifier refuses a uoffset of 0 ("may not point to itself").
+        testCase "an offset pointing at itself is an error" <| fun () ->
+            for s in seeds do
+                for spot in spots s.Body s.Shape do
+                    match spot with
+                    | Offset at ->
+                        let result = s.Subject.Run s.Type (changed s.Body (fun c -> w32 c at 0u))
+                        check (lazy $"{s.Name}, uoffset at {at} := 0") anyError result
+                    | _ -> ()
 
-[<Fact>]
-let ``the seeds hold every kind of spot to corrupt`` () =
-    let all = seeds |> List.collect (fun s -> spots s.Body s.Shape)
-    let has pick = Assert.Contains(true, all |> List.map pick)
-    has (function Text(_, n) -> n >= 4 | _ -> false)
-    has (function Length(_, 4) -> true | _ -> false)
-    has (function Length(_, 1) -> true | _ -> false)
-    has (function UnionValue(_, _, _, true) -> true | _ -> false)
-    has (function UnionValue(_, _, _, false) -> true | _ -> false)
+        testCase "a header vector claiming about 4 billion elements is OutOfBounds, without allocating for them" <| fun () ->
+            let s = httpReqCallReq.Seeds.Head
+            let _, headers = fieldAt s.Body (i32 s.Body 0) 5 |> Option.get
+            let vector = headers + i32 s.Body headers
 
-/// FlatBuffers' own verifier refuses a uoffset of 0 ("may not point to itself").
-[<Fact>]
-let ``an offset pointing at itself is an error`` () =
-    for s in seeds do
-        for spot in spots s.Body s.Shape do
-            match spot with
-            | Offset at ->
-                let result = s.Subject.Run s.Type (changed s.Body (fun c -> w32 c at 0u))
-                check (lazy $"{s.Name}, uoffset at {at} := 0") anyError result
-            | _ -> ()
+            for count in [ UInt32.MaxValue; 0xFFFFFFF0u; 0x40000000u ] do
+                check (lazy $"{count} headers") outOfBounds (s.Subject.Run s.Type (changed s.Body (fun c -> w32 c vector count)))
 
-[<Fact>]
-let ``a header vector claiming about 4 billion elements is OutOfBounds, without allocating for them`` () =
-    let s = httpReqCallReq.Seeds.Head
-    let _, headers = fieldAt s.Body (i32 s.Body 0) 5 |> Option.get
-    let vector = headers + i32 s.Body headers
+        testCase "a vector whose elements all share one table is an error, not an amplified allocation" <| fun () ->
+            // About 8 KB whose 1000 headers all point at one entry with a 4000-byte name: reading each
+            // entry anew would make 8 MB of strings.
+            use b = new FlatBufferBuilder()
+            b.BeginFrame FrameType.HttpRespCall
+            let root = b.BeginTable 4
+            let headers = b.AddOffset 2
+            b.EndTable()
+            b.SetRoot root
+            let vector = b.OffsetVector 1000
+            b.Patch(headers, vector)
+            let shared = b.BeginTable 2
+            let name = b.AddOffset 0
+            b.EndTable()
+            b.Patch(name, b.String(String('x', 4000)))
 
-    for count in [ UInt32.MaxValue; 0xFFFFFFF0u; 0x40000000u ] do
-        check (lazy $"{count} headers") outOfBounds (s.Subject.Run s.Type (changed s.Body (fun c -> w32 c vector count)))
+            for i in 0..999 do
+                b.Patch(vector + 4 + 4 * i, shared)
 
-[<Fact>]
-let ``a vector whose elements all share one table is an error, not an amplified allocation`` () =
-    // About 8 KB whose 1000 headers all point at one entry with a 4000-byte name: reading each
-    // entry anew would make 8 MB of strings.
-    use b = new FlatBufferBuilder()
-    b.BeginFrame FrameType.HttpRespCall
-    let root = b.BeginTable 4
-    let headers = b.AddOffset 2
-    b.EndTable()
-    b.SetRoot root
-    let vector = b.OffsetVector 1000
-    b.Patch(headers, vector)
-    let shared = b.BeginTable 2
-    let name = b.AddOffset 0
-    b.EndTable()
-    b.Patch(name, b.String(String('x', 4000)))
+            let body =
+                match b.EndFrame() with
+                | Ok f -> f.Slice(Frame.HeaderLength).ToArray()
+                | Error n -> failwithf "%d" n
 
-    for i in 0..999 do
-        b.Patch(vector + 4 + 4 * i, shared)
+            for s in [ httpRespCallReq.Subject; fromApisix ] do
+                check (lazy $"{s.Name}, 1000 headers sharing one entry") anyError (s.Run 4uy body)
 
-    let body =
-        match b.EndFrame() with
-        | Ok f -> f.Slice(Frame.HeaderLength).ToArray()
-        | Error n -> failwithf "%d" n
+            // The view copies nothing, but checking the one entry's UTF-8 1000 times is the same blow-up in time.
+            check (lazy "HttpRespCallView.Read, 1000 headers sharing one entry") anyError (
+                HttpRespCallView.Read(ReadOnlyMemory body) |> Result.map ignore
+            )
 
-    for s in [ httpRespCallReq.Subject; fromApisix ] do
-        check (lazy $"{s.Name}, 1000 headers sharing one entry") anyError (s.Run 4uy body)
+        testCase "the dispatchers decode the frame types of their direction and refuse every other" <| fun () ->
+            let fromApisixTypes =
+                Map [ 1uy, prepareConfReq; 2uy, httpReqCallReq; 3uy, extraInfoResp; 4uy, httpRespCallReq ]
 
-    // The view copies nothing, but checking the one entry's UTF-8 1000 times is the same blow-up in time.
-    check (lazy "HttpRespCallView.Read, 1000 headers sharing one entry") anyError (
-        HttpRespCallView.Read(ReadOnlyMemory body) |> Result.map ignore
-    )
+            let fromRunnerTypes =
+                Map [ 0uy, errResp; 1uy, prepareConfResp; 2uy, httpReqCallResp; 3uy, extraInfoReq; 4uy, httpRespCallResp ]
 
-[<Fact>]
-let ``the dispatchers decode the frame types of their direction and refuse every other`` () =
-    let fromApisixTypes =
-        Map [ 1uy, prepareConfReq; 2uy, httpReqCallReq; 3uy, extraInfoResp; 4uy, httpRespCallReq ]
+            for s in seeds do
+                for t in 0uy .. 255uy do
+                    for dispatcher, types in [ fromApisix, fromApisixTypes; fromRunner, fromRunnerTypes ] do
+                        let expected =
+                            match Map.tryFind t types with
+                            | Some k -> k.Subject.Run t s.Body
+                            | None -> Error(UnexpectedFrameType t)
 
-    let fromRunnerTypes =
-        Map [ 0uy, errResp; 1uy, prepareConfResp; 2uy, httpReqCallResp; 3uy, extraInfoReq; 4uy, httpRespCallResp ]
+                        same expected (dispatcher.Run t s.Body)
 
-    for s in seeds do
-        for t in 0uy .. 255uy do
-            for dispatcher, types in [ fromApisix, fromApisixTypes; fromRunner, fromRunnerTypes ] do
-                let expected =
-                    match Map.tryFind t types with
-                    | Some k -> k.Subject.Run t s.Body
-                    | None -> Error(UnexpectedFrameType t)
+        testCase "the request views agree with Decode on every truncation and bit flip" <| fun () ->
+            for k, view in [ httpReqCallReq, reqCallView; httpRespCallReq, respCallView ] do
+                for s in k.Seeds do
+                    let cases =
+                        [ for n in 0 .. s.Body.Length - 1 -> s.Body[.. n - 1]
+                          for bit in 0 .. 8 * s.Body.Length - 1 ->
+                              changed s.Body (fun c -> c[bit / 8] <- c[bit / 8] ^^^ (1uy <<< bit % 8)) ]
 
-                same expected (dispatcher.Run t s.Body)
+                    for body in cases do
+                        same (k.Subject.Run s.Type body) (view.Run s.Type body)
 
-[<Fact>]
-let ``the request views agree with Decode on every truncation and bit flip`` () =
-    for k, view in [ httpReqCallReq, reqCallView; httpRespCallReq, respCallView ] do
-        for s in k.Seeds do
-            let cases =
-                [ for n in 0 .. s.Body.Length - 1 -> s.Body[.. n - 1]
-                  for bit in 0 .. 8 * s.Body.Length - 1 ->
-                      changed s.Body (fun c -> c[bit / 8] <- c[bit / 8] ^^^ (1uy <<< bit % 8)) ]
-
-            for body in cases do
-                same (k.Subject.Run s.Type body) (view.Run s.Type body)
+    ]
 
 // FlatBufferReader edge cases ------------------------------------------------------------------
 
@@ -618,49 +611,51 @@ let private tiny (vtableSize: int) (field0: int) =
     w32 b 16 0xC0FFEEu
     b
 
-[<Fact>]
-let ``FlatBufferReader reads a tiny valid table; absent and unknown slots give the fallback`` () =
-    let mutable r = FlatBufferReader(ReadOnlySpan(tiny 8 4))
-    let t = r.Root "tiny"
-    Assert.Equal(0xC0FFEEu, r.U32(t, 0, 0u))
-    Assert.Equal(5u, r.U32(t, 1, 5u))
-    Assert.Equal(6u, r.U32(t, 9, 6u))
-    same ValueNone r.Failure
+let private reader =
+    [
+        testCase "FlatBufferReader reads a tiny valid table; absent and unknown slots give the fallback" <| fun () ->
+            let mutable r = FlatBufferReader(ReadOnlySpan(tiny 8 4))
+            let t = r.Root "tiny"
+            Expect.equal (r.U32(t, 0, 0u)) (0xC0FFEEu) "r.U32(t, 0, 0u)"
+            Expect.equal (r.U32(t, 1, 5u)) 5u "r.U32(t, 1, 5u)"
+            Expect.equal (r.U32(t, 9, 6u)) 6u "r.U32(t, 9, 6u)"
+            same ValueNone r.Failure
 
-[<Fact>]
-let ``FlatBufferReader: a root on fewer than 8 bytes is Truncated`` () =
-    let b = tiny 8 4
+        testCase "FlatBufferReader: a root on fewer than 8 bytes is Truncated" <| fun () ->
+            let b = tiny 8 4
 
-    for n in 0..7 do
-        let mutable r = FlatBufferReader(ReadOnlySpan(b, 0, n))
-        let t = r.Root "tiny"
-        Assert.Equal(7u, r.U32(t, 0, 7u))
-        same (ValueSome(Truncated "tiny")) r.Failure
+            for n in 0..7 do
+                let mutable r = FlatBufferReader(ReadOnlySpan(b, 0, n))
+                let t = r.Root "tiny"
+                Expect.equal (r.U32(t, 0, 7u)) 7u "r.U32(t, 0, 7u)"
+                same (ValueSome(Truncated "tiny")) r.Failure
 
-[<Fact>]
-let ``FlatBufferReader: an odd vtable size is Malformed`` () =
-    for size in [ 5; 7; 9 ] do
-        let mutable r = FlatBufferReader(ReadOnlySpan(tiny size 4))
-        let t = r.Root "tiny"
-        Assert.Equal(7u, r.U32(t, 0, 7u))
-        same (ValueSome(Malformed("tiny vtable", 4))) r.Failure
+        testCase "FlatBufferReader: an odd vtable size is Malformed" <| fun () ->
+            for size in [ 5; 7; 9 ] do
+                let mutable r = FlatBufferReader(ReadOnlySpan(tiny size 4))
+                let t = r.Root "tiny"
+                Expect.equal (r.U32(t, 0, 7u)) 7u "r.U32(t, 0, 7u)"
+                same (ValueSome(Malformed("tiny vtable", 4))) r.Failure
 
-[<Fact>]
-let ``FlatBufferReader: a field offset beyond the table size is Malformed, and the first error sticks`` () =
-    for offset in [ 1; 3; 5; 8; 0xFFFF ] do
-        let mutable r = FlatBufferReader(ReadOnlySpan(tiny 8 offset))
-        let t = r.Root "tiny"
-        Assert.Equal(7u, r.U32(t, 0, 7u))
-        same (ValueSome(Malformed("field", 12))) r.Failure
-        // Later reads, even of a bad table, answer defaults and keep the first error.
-        Assert.Equal(Table.Absent, r.Table(1000, "later"))
-        same (ValueSome(Malformed("field", 12))) r.Failure
+        testCase "FlatBufferReader: a field offset beyond the table size is Malformed, and the first error sticks" <| fun () ->
+            for offset in [ 1; 3; 5; 8; 0xFFFF ] do
+                let mutable r = FlatBufferReader(ReadOnlySpan(tiny 8 offset))
+                let t = r.Root "tiny"
+                Expect.equal (r.U32(t, 0, 7u)) 7u "r.U32(t, 0, 7u)"
+                same (ValueSome(Malformed("field", 12))) r.Failure
+                // Later reads, even of a bad table, answer defaults and keep the first error.
+                Expect.equal (r.Table(1000, "later")) Table.Absent "r.Table(1000, 'later')"
+                same (ValueSome(Malformed("field", 12))) r.Failure
 
-[<Fact>]
-let ``FlatBufferReader: a table outside the buffer is OutOfBounds`` () =
-    let b = tiny 8 4
+        testCase "FlatBufferReader: a table outside the buffer is OutOfBounds" <| fun () ->
+            let b = tiny 8 4
 
-    for pos in [ -1; Int32.MinValue; b.Length - 3; b.Length; Int32.MaxValue ] do
-        let mutable r = FlatBufferReader(ReadOnlySpan b)
-        Assert.Equal(Table.Absent, r.Table(pos, "t"))
-        same (ValueSome(OutOfBounds("t", int64 pos))) r.Failure
+            for pos in [ -1; Int32.MinValue; b.Length - 3; b.Length; Int32.MaxValue ] do
+                let mutable r = FlatBufferReader(ReadOnlySpan b)
+                Expect.equal (r.Table(pos, "t")) Table.Absent "r.Table(pos, 't')"
+                same (ValueSome(OutOfBounds("t", int64 pos))) r.Failure
+    ]
+
+[<Tests>]
+let tests =
+    testSequencedGroup "Wire.HostileInput" <| testList "Wire.HostileInput" (decoders @ reader)
