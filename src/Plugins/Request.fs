@@ -306,7 +306,7 @@ type Response internal () =
     member r.UpstreamHeaders = r.Upstream(nameof r.UpstreamHeaders).Headers
 
     /// The status to answer with: the one set in this chain, else the upstream's (0 when neither).
-    /// Set it to a three-digit HTTP status.
+    /// Set it to a three-digit HTTP status, or to 0 to take back a status set earlier in the chain.
     member _.Status
         with get (): int =
             if status <> 0us then
@@ -316,8 +316,8 @@ type Response internal () =
                 | ResponseCall v -> int v.Status
                 | _ -> 0
         and set (value: int) =
-            if value < 100 || value > 999 then
-                raise (ArgumentOutOfRangeException(nameof value, value, "an HTTP status has three digits"))
+            if value <> 0 && (value < 100 || value > 999) then
+                raise (ArgumentOutOfRangeException(nameof value, value, "an HTTP status has three digits (0 takes a set status back)"))
 
             status <- uint16 value
 

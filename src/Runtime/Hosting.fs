@@ -3,6 +3,8 @@ namespace Apisix.Runner
 open System
 open System.Globalization
 open System.Runtime.CompilerServices
+open System.Runtime.InteropServices
+open System.Threading
 open System.Threading.Tasks
 open Microsoft.Extensions.Configuration
 open Microsoft.Extensions.DependencyInjection
@@ -201,6 +203,25 @@ type RunnerHost =
                 with :? OptionsValidationException as e ->
                     Error("invalid runner settings: " + String.Join("; ", e.Failures))
 
+            // The host handles SIGTERM only once it runs, and the socket is bound before that: a
+            // signal in between must stop the runner the same way, draining, not kill it.
+            let stopping = new CancellationTokenSource()
+
+            let early =
+                [ for signal in [ PosixSignal.SIGTERM; PosixSignal.SIGINT ] ->
+                      PosixSignalRegistration.Create(
+                          signal,
+                          fun context ->
+                              context.Cancel <- true
+                              stopping.Cancel()
+                      ) ]
+
+            let release () =
+                for registration in early do
+                    registration.Dispose()
+
+                stopping.Dispose()
+
             let opened =
                 options
                 |> Result.bind (fun o ->
@@ -212,6 +233,7 @@ type RunnerHost =
 
             match opened with
             | Error reason ->
+                release ()
                 host.Dispose()
                 fail reason
             | Ok() ->
@@ -221,9 +243,12 @@ type RunnerHost =
                     Log.unknownSetting.Invoke(logger, key, null)
 
                 task {
-                    use _ = host
-                    do! host.RunAsync()
-                    return 0
+                    try
+                        do! host.RunAsync stopping.Token
+                        return 0
+                    finally
+                        release ()
+                        host.Dispose()
                 }
 
     static member RunAsync(builder: HostApplicationBuilder) = RunnerHost.RunAsync(builder, null)

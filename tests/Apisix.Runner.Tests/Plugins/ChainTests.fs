@@ -15,15 +15,14 @@ let private registry (plugins: Plugin list) =
 
     d :> IReadOnlyDictionary<_, _>
 
-let private accepting = Plugin.ofFilter "accepting" Filter.pass
+let private accepting = Plugin.ofFilter "accepting" pass
 
 let private picky =
-    Plugin.create "picky" (fun json -> if json = "ok" then Ok() else Error $"wanted ok, got '{json}'") (fun () -> Filter.pass)
+    Plugin.create "picky" (fun json -> if json = "ok" then Ok() else Error $"wanted ok, got '{json}'") (fun () -> pass)
 
 let private throwing =
-    Plugin.create "throwing" (fun (_: string) -> raise (FormatException "parser blew up")) (fun () -> Filter.pass)
+    Plugin.create "throwing" (fun (_: string) -> raise (FormatException "parser blew up")) (fun () -> pass)
 
-let private names (filters: struct (string * Filter)[]) = [ for struct (n, _) in filters -> n ]
 
 [<Tests>]
 let tests =
@@ -47,16 +46,16 @@ let tests =
                 Expect.stringContains problems[2] "parser blew up" "the third problem"
 
         testCase "Chain.build keeps the route's order, splits phases and deduplicates prefetch per phase" <| fun () ->
-            let reader name infos = Plugin.ofFilter name Filter.pass |> Plugin.prefetch infos
-            let respond = Plugin.createResponse "respond" Ok (fun _ -> Filter.pass) |> Plugin.prefetch [ ExtraInfo.RespBody ]
+            let reader name infos = Plugin.ofFilter name pass |> Plugin.prefetch infos
+            let respond = Plugin.createResponse "respond" Ok (fun _ -> pass) |> Plugin.prefetch [ ExtraInfo.RespBody ]
             let plugins = [ reader "b" [ ExtraInfo.Var "x"; ExtraInfo.ReqBody ]; reader "a" [ ExtraInfo.Var "x" ]; respond; picky ]
             let conf = [| yield TextEntry.Set("picky", "ok"); for n in [ "b"; "respond"; "a"; "b" ] -> TextEntry.Set(n, "") |]
 
             match Chain.build (registry plugins) conf with
             | Error problems -> failwith (String.Join("; ", problems))
             | Ok chain ->
-                Expect.equal (names chain.RequestFilters) [ "picky"; "b"; "a"; "b" ] "names chain.RequestFilters"
-                Expect.equal (names chain.ResponseFilters) [ "respond" ] "names chain.ResponseFilters"
-                Expect.equal chain.RequestPrefetch [| ExtraInfo.Var "x"; ExtraInfo.ReqBody |] "chain.RequestPrefetch"
-                Expect.equal chain.ResponsePrefetch [| ExtraInfo.RespBody |] "chain.ResponsePrefetch"
+                Expect.equal chain.Request.Plugins [| "picky"; "b"; "a"; "b" |] "the request phase's plugins"
+                Expect.equal chain.Response.Plugins [| "respond" |] "the response phase's plugins"
+                Expect.equal chain.Request.Prefetch [| ExtraInfo.Var "x"; ExtraInfo.ReqBody |] "the request phase's prefetch"
+                Expect.equal chain.Response.Prefetch [| ExtraInfo.RespBody |] "the response phase's prefetch"
     ]

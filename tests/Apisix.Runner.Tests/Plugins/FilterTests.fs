@@ -6,7 +6,6 @@ open System.Text
 open System.Threading.Tasks
 open Expecto
 open Apisix.Runner
-open Apisix.Runner.Filter
 open Apisix.Runner.Tests.Support.Calls
 
 /// A filter that records its name when it runs, then decides; synchronously or after a yield.
@@ -82,9 +81,9 @@ let tests =
 
         testCase "respond stops with its status, every header value and the body" <| fun () ->
             let req, resp, _ = requestCall ()
-            let filter = respond 403us [ "x-why", "denied"; "set-cookie", "a=1"; "set-cookie", "b=2" ] "go away"
+            let filter = respond 403 [ "x-why", "denied"; "set-cookie", "a=1"; "set-cookie", "b=2" ] "go away"
             Expect.equal (run filter req resp) Decision.Stop "run filter req resp"
-            Expect.equal resp.Status 403us "resp.Status"
+            Expect.equal resp.Status 403 "resp.Status"
 
             Expect.equal (resp.HeaderChanges.ToArray()) [| TextEntry.Set("x-why", "denied"); TextEntry.Set("set-cookie", "a=1"); TextEntry.Set("set-cookie", "b=2") |] "resp.HeaderChanges.ToArray()"
 

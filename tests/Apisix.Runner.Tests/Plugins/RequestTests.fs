@@ -8,7 +8,6 @@ open System.Text
 open System.Threading.Tasks
 open Expecto
 open Apisix.Runner
-open Apisix.Runner.Filter
 open Apisix.Runner.Tests.Support.Calls
 
 /// The values of `name` in a response-phase answer, as APISIX gets them.
@@ -34,7 +33,7 @@ let tests =
                 Expect.equal (req.Var("remote_addr").AsTask().Result) (ValueSome "10.0.0.1") "req.Var('remote_addr').AsTask().Result"
 
                 Expect.isFalse req.Changed "req.Changed"
-                Expect.isTrue req.PathChange.IsNone "req.PathChange.IsNone"
+                Expect.isNull req.PathChange "req.PathChange"
                 Expect.equal req.HeaderChanges.Length 0 "req.HeaderChanges.Length"
                 Expect.equal req.ArgChanges.Length 0 "req.ArgChanges.Length"
                 Expect.isTrue req.BodyChange.IsEmpty "req.BodyChange.IsEmpty"
@@ -105,7 +104,7 @@ let tests =
                 Expect.equal (req.ArgValues "flag") [||] "req.ArgValues 'flag'"
                 let i = req.OriginalArgs.IndexOf "flag"
                 Expect.isTrue (i >= 0) "i >= 0"
-                Expect.equal (req.OriginalArgs.Value i) ValueNone "req.OriginalArgs.Value i"
+                Expect.isNull (req.OriginalArgs.Value i) "req.OriginalArgs.Value i"
                 Expect.equal (req.OriginalArgs.IndexOf "absent") -1 "req.OriginalArgs.IndexOf 'absent'"
 
             testCase "a value added after a delete is what later reads see" <| fun () ->
@@ -124,7 +123,7 @@ let tests =
                 req.SetPath "/new"
                 req.SetBody "replaced"
                 Expect.equal req.Path "/new" "req.Path"
-                Expect.equal req.PathChange (ValueSome "/new") "req.PathChange"
+                Expect.equal req.PathChange "/new" "req.PathChange"
                 Expect.equal (req.Body().AsTask().Result) (ValueSome(utf8 "replaced")) "req.Body().AsTask().Result"
                 Expect.equal (Encoding.UTF8.GetString(req.BodyChange)) "replaced" "Encoding.UTF8.GetString(req.BodyChange)"
                 Expect.isTrue req.Changed "req.Changed"
@@ -172,17 +171,17 @@ let tests =
         testList "response" [
             testCase "request phase: the response starts empty and holds what filters set" <| fun () ->
                 let req, resp, source = requestCall ()
-                Expect.equal resp.Status 0us "resp.Status"
-                Expect.equal resp.UpstreamStatus 0us "resp.UpstreamStatus"
+                Expect.equal resp.Status 0 "resp.Status"
+                Expect.throwsT<InvalidOperationException> (fun () -> resp.UpstreamStatus |> ignore) "there is no upstream status in the request phase"
                 Expect.equal (resp.Header "host") ValueNone "resp.Header 'host'"
                 Expect.isTrue resp.Body.IsNone "resp.Body.IsNone"
                 // There is no upstream yet: nothing to ask APISIX for.
                 Expect.equal (resp.UpstreamBody().AsTask().Result) ValueNone "resp.UpstreamBody().AsTask().Result"
-                resp.Status <- 201us
+                resp.Status <- 201
                 resp.SetHeader("X-A", "1")
                 resp.AddHeader("x-a", "2")
                 resp.SetBody "made here"
-                Expect.equal resp.Status 201us "resp.Status"
+                Expect.equal resp.Status 201 "resp.Status"
                 Expect.equal (resp.Header "x-a") (ValueSome "1") "resp.Header 'x-a'"
                 Expect.equal (resp.Body |> ValueOption.map (fun b -> Encoding.UTF8.GetString b.Span)) (ValueSome "made here") "resp.Body |> ValueOption.map (fun b -> Encoding.UTF8.GetString b.Span)"
                 Expect.equal (resp.HeaderChanges.ToArray()) [| TextEntry.Set("X-A", "1"); TextEntry.Set("x-a", "2") |] "resp.HeaderChanges.ToArray()"
@@ -191,8 +190,8 @@ let tests =
 
             testCase "response phase: the upstream answer is visible and reading it changes nothing" <| fun () ->
                 let _, resp, source = responseCall ()
-                Expect.equal resp.UpstreamStatus 502us "resp.UpstreamStatus"
-                Expect.equal resp.Status 502us "resp.Status"
+                Expect.equal resp.UpstreamStatus 502 "resp.UpstreamStatus"
+                Expect.equal resp.Status 502 "resp.Status"
                 Expect.equal (resp.Header "Content-Type") (ValueSome "text/plain") "resp.Header 'Content-Type'"
                 Expect.equal (resp.Header "set-cookie") (ValueSome "a=1") "resp.Header 'set-cookie'"
                 Expect.equal resp.UpstreamHeaders.Count 3 "resp.UpstreamHeaders.Count"
@@ -207,12 +206,12 @@ let tests =
 
             testCase "response phase: status, headers and body set are seen by later reads" <| fun () ->
                 let req, resp, _ = responseCall ()
-                resp.Status <- 200us
+                resp.Status <- 200
                 resp.SetHeader("content-type", "application/json")
                 resp.DeleteHeader "set-cookie"
                 resp.SetBody "{}"
-                Expect.equal resp.Status 200us "resp.Status"
-                Expect.equal resp.UpstreamStatus 502us "resp.UpstreamStatus"
+                Expect.equal resp.Status 200 "resp.Status"
+                Expect.equal resp.UpstreamStatus 502 "resp.UpstreamStatus"
                 Expect.equal (resp.Header "content-type") (ValueSome "application/json") "resp.Header 'content-type'"
                 Expect.equal (resp.Header "set-cookie") ValueNone "resp.Header 'set-cookie'"
                 Expect.equal (Encoding.UTF8.GetString(resp.BodyChange)) "{}" "Encoding.UTF8.GetString(resp.BodyChange)"
@@ -240,9 +239,23 @@ let tests =
                 let values = req.HeaderValues "x-multi"
                 Expect.equal (ValueSome values[0]) (req.Header "x-multi") "ValueSome values[0]"
 
-            testCase "Request.HeaderValues is empty in the response phase, where APISIX sends no headers" <| fun () ->
+            testCase "the request line and headers refuse to be read in the response phase, where APISIX sends none" <| fun () ->
                 let req, _ = upstreamWith [| TextEntry.Set("x-multi", "1") |]
-                Expect.equal (req.HeaderValues "x-multi") [||] "req.HeaderValues 'x-multi'"
+                Expect.equal req.Phase CallPhase.Response "req.Phase"
+                Expect.equal req.Id 1u "the call id is there in both phases"
+
+                for read, what in
+                    [ (fun () -> req.HeaderValues "x-multi" |> ignore), "HeaderValues"
+                      (fun () -> req.GetHeader "x-multi" |> ignore), "GetHeader"
+                      (fun () -> req.Method |> ignore), "Method"
+                      (fun () -> req.Path |> ignore), "Path"
+                      (fun () -> req.SrcIp |> ignore), "SrcIp"
+                      (fun () -> req.OriginalArgs |> ignore), "OriginalArgs" ] do
+                    let e = Expect.throwsC read id
+
+                    Expect.isTrue
+                        (e :? InvalidOperationException && e.Message.Contains "response phase")
+                        $"{what} says why it cannot answer: {e.Message}"
 
             testCase "Response.HeaderValues in the request phase holds what filters set" <| fun () ->
                 let _, resp = requestWith [| TextEntry.Set("x-a", "from the request") |]

@@ -15,7 +15,6 @@ open System.Threading
 open System.Threading.Tasks
 open Expecto
 open Apisix.Runner
-open Apisix.Runner.Filter
 open Apisix.Runner.Tests.Support.ApisixClient
 open Apisix.Runner.Tests.Support.RunnerProcess
 open Apisix.Runner.Tests.Support.ProcessProbe
@@ -324,7 +323,7 @@ let tests =
                     encode (
                         PrepareConfReq
                             { Conf = [| TextEntry.Set("stop", $"{{\"status\": 403, \"body\": \"route {i}\"}}") |]
-                              Key = ValueSome $"route-{i}" }
+                              Key = $"route-{i}" }
                     )
 
                 // APISIX sends one at a time; written back to back in batches, they take far less time.
@@ -504,7 +503,7 @@ let tests =
                 use sandbox = new Sandbox()
                 use runner = Runner.Ready sandbox.Socket
                 use client = new Client(sandbox.Socket)
-                let forged = "\nfail: Apisix.Runner.RunnerServer[1]\r\n      forged entry"
+                let forged = "\nfail: Apisix.Runner[1] forged entry"
                 let evil = "evil" + forged + "\u001b[31mred\u001b[0m\u0007\u0000\u007f\u0085\u2028\u202e"
                 let! answer = client.PrepareRawAsync([ evil, "{}" ], "key" + forged + "\u001b]0;title\u0007")
                 same (ErrResp Err.Code.SERVICE_UNAVAILABLE) answer
@@ -518,15 +517,15 @@ let tests =
                 // Shown escaped when a check fails: the raw lines are what is under test.
                 let shown = Log.escape (String.Join("\n", output))
                 Expect.isFalse (output |> List.exists (Seq.exists unsafeInLog)) $"a line holds a raw control character; the output: {shown}"
-                Expect.isFalse (output |> List.exists (fun l -> l.TrimStart().StartsWith("forged entry", StringComparison.Ordinal))) $"a line is forged; the output: {shown}"
+                Expect.isFalse (output |> List.exists (fun l -> l.Contains("forged entry", StringComparison.Ordinal) && not (l.Contains("PrepareConf rejected", StringComparison.Ordinal)))) $"a line is forged; the output: {shown}"
                 // One entry per rejected configuration, and no more.
-                Expect.equal (output |> List.filter (fun l -> l.StartsWith("fail: Apisix.Runner.RunnerServer[1]", StringComparison.Ordinal)) |> List.length) 2 $"the log entries; the output: {shown}"
+                Expect.equal (output |> List.filter (fun l -> l.StartsWith("fail: Apisix.Runner[1]", StringComparison.Ordinal)) |> List.length) 2 $"the log entries; the output: {shown}"
 
                 Expect.exists
                     output
                     (fun l ->
                         l.Contains(
-                            @"(key key\nfail: Apisix.Runner.RunnerServer[1]\r\n      forged entry\u001b]0;title\u0007): unknown plugin 'evil\nfail: Apisix.Runner.RunnerServer[1]\r\n      forged entry\u001b[31mred\u001b[0m\u0007\u0000\u007f\u0085\u2028\u202e'",
+                            @"(key key\nfail: Apisix.Runner[1] forged entry\u001b]0;title\u0007): unknown plugin 'evil\nfail: Apisix.Runner[1] forged entry\u001b[31mred\u001b[0m\u0007\u0000\u007f\u0085\u2028\u202e'",
                             StringComparison.Ordinal
                         ))
                     $"the escaped key and plugin name in the log; the output: {shown}"

@@ -60,7 +60,7 @@ let private validMessage (tokens: uint32[]) : Gen<ApisixMessage> =
               (fun conf (key: int) ->
                   PrepareConfReq
                       { Conf = [| for n, v in conf -> TextEntry.Set(n, v) |]
-                        Key = ValueSome $"fuzz-key-{key}" })
+                        Key = $"fuzz-key-{key}" })
               confs
               (Gen.choose (0, 199))
           4, Gen.map2 (fun (r: HttpReqCall.Req) t -> HttpReqCallReq { r with ConfToken = t }) Generators.httpReqCallReq token
@@ -464,7 +464,7 @@ let private controlRewrite id =
         { Id = id
           Action =
             HttpReqCall.Rewrite
-                { Path = ValueSome "/control"
+                { Path = "/control"
                   Headers = [| TextEntry.Set("x-control", "1") |]
                   Args = [||]
                   RespHeaders = [||]

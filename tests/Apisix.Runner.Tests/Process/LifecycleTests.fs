@@ -143,11 +143,10 @@ let tests =
                     }
         ]
 
-        testCaseTask "a normal run prints nothing per call" <| fun () ->
+        testCaseTask "a normal run prints one line when it listens, one when it stops, and nothing per call" <| fun () ->
             task {
                 use sandbox = new Sandbox()
                 use runner = Runner.Ready sandbox.Socket
-                let startup = runner.Output
 
                 do!
                     task {
@@ -166,7 +165,13 @@ let tests =
                 // The console logger writes from a queue: only after the exit is all output in.
                 runner.Signal Signal.SIGTERM
                 let! _ = runner.WaitForExit(TimeSpan.FromSeconds 10.0)
-                Expect.equal runner.Output startup "the output after the calls"
+                match runner.Output with
+                | [ listening; stopped ] ->
+                    Expect.stringStarts listening "info: Apisix.Runner.Lifetime[10] Listening on unix:" "the first line"
+                    Expect.stringContains listening sandbox.Socket "the first line names the socket"
+                    Expect.stringContains listening "socket transport" "the first line names the transport"
+                    Expect.stringStarts stopped "info: Apisix.Runner.Lifetime[14] Stopped" "the last line"
+                | output -> failtest $"expected two lines, one at start and one at stop; the output: {String.Join('\n', output)}"
             }
 
         // APISIX keeps idle connections to the runner in its keep-alive pool when it reloads.

@@ -14,26 +14,25 @@ open Apisix.Runner.Tests.Support.ManualClock
 
 /// A chain told apart by the name of its one plugin.
 let private chainNamed (name: string) : Chain =
-    { RequestFilters = [| struct (name, Filter.pass) |]
-      ResponseFilters = [||]
-      RequestPrefetch = [||]
-      ResponsePrefetch = [||] }
+    { Request = { Run = pass; Plugins = [| name |]; Prefetch = [||] }
+      Response = { Run = pass; Plugins = [||]; Prefetch = [||] } }
 
 let private minute = TimeSpan.FromMinutes 1.0
 
 let private cacheOf (capacity: int) =
     let clock = ManualClock()
-    ConfCache(minute, capacity, clock), clock
+    // Tokens from 1, so that the wrap-around below is reached on purpose; a real cache starts at random.
+    ConfCache(minute, capacity, clock, 1u), clock
 
 /// Prepares a chain named after the key (or "anonymous"); fails the test if the build is refused.
 let private prepare (cache: ConfCache) (key: string voption) =
-    match cache.Prepare(key, fun () -> Ok(chainNamed (ValueOption.defaultValue "anonymous" key))) with
+    match cache.Prepare(ValueOption.toObj key, fun () -> Ok(chainNamed (ValueOption.defaultValue "anonymous" key))) with
     | Ok token -> token
     | Error(e: string) -> failwith e
 
 /// The live token of a key without building anything: none when the key has no live entry.
 let private liveToken (cache: ConfCache) (key: string) =
-    match cache.Prepare(ValueSome key, fun () -> Error "not cached") with
+    match cache.Prepare(key, fun () -> Error "not cached") with
     | Ok token -> Some token
     | Error _ -> None
 
@@ -42,8 +41,7 @@ let private chainName (cache: ConfCache) (token: uint32) =
     let mutable chain = Unchecked.defaultof<Chain>
 
     if cache.TryGet(token, &chain) then
-        let struct (name, _) = chain.RequestFilters[0]
-        Some name
+        Some chain.Request.Plugins[0]
     else
         None
 

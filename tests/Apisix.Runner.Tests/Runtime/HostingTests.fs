@@ -5,7 +5,6 @@ open System
 open Microsoft.Extensions.DependencyInjection
 open Expecto
 open Apisix.Runner
-open Apisix.Runner.Filter
 open Apisix.Runner.Tests.Support.Expectations
 
 type private Greeting(text: string) =
@@ -24,7 +23,7 @@ let tests =
                 Func<IServiceProvider, Plugin>(fun sp ->
                     made <- made + 1
                     let greeting = sp.GetRequiredService<Greeting>()
-                    Plugin.ofFilter "greet" (respond 200us [] greeting.Text))
+                    Plugin.ofFilter "greet" (respond 200 [] greeting.Text))
             )
             |> ignore
 

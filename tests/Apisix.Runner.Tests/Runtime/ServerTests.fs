@@ -11,7 +11,6 @@ open System.Threading.Tasks
 open Microsoft.Extensions.Logging
 open Expecto
 open Apisix.Runner
-open Apisix.Runner.Filter
 open Apisix.Runner.Tests.Support.ApisixClient
 open Apisix.Runner.Tests.Support.ManualClock
 
@@ -31,12 +30,12 @@ let private asyncFilter (f: Request -> Response -> Task<Decision>) : Filter = fu
 // ---- plugins made for these tests, each doing one observable thing ----
 
 let private stopPlugin =
-    Plugin.ofFilter "stop" (respond 403us [ "x-why", "denied"; "set-cookie", "a=1"; "set-cookie", "b=2" ] "go away")
+    Plugin.ofFilter "stop" (respond 403 [ "x-why", "denied"; "set-cookie", "a=1"; "set-cookie", "b=2" ] "go away")
 
 /// Stops with status 0, which APISIX would read as "no status".
 let private halt =
     Plugin.ofFilter "halt" (fun _ resp ->
-        resp.Status <- 0us
+        resp.Status <- 0
         stop)
 
 let private rewrite =
@@ -48,26 +47,26 @@ let private rewrite =
         req.DeleteArg "b"
         resp.SetHeader("x-resp", "r")
         req.SetBody "payload"
-        next)
+        proceed)
 
 /// Reads everything a filter can read without ExtraInfo, and changes nothing.
 let private reader =
     Plugin.ofFilter "reader" (fun req resp ->
         ignore (req.Path, req.Header "host", req.Arg "a", req.ArgValues "a", req.SrcIp, resp.Header "host", resp.Status)
-        next)
+        proceed)
 
 let private step =
     Plugin.ofFilter "step" (fun req _ ->
         req.SetPath "/v2"
         req.SetHeader("x-step", "1")
         req.SetArg("a", "9")
-        next)
+        proceed)
 
 /// Copies what it sees into a header, to show what a plugin later in the chain sees.
 let private mirror =
     Plugin.ofFilter "mirror" (fun req _ ->
         req.SetHeader("x-seen", sprintf "%s %s %s" req.Path (orUnset (req.Header "x-step")) (String.Join(",", req.ArgValues "a")))
-        next)
+        proceed)
 
 /// Reads a variable, an unset variable and the body, each twice, into headers.
 let private vars =
@@ -102,7 +101,7 @@ let private upper =
                 let! body = resp.UpstreamBody()
                 let cookies = resp.UpstreamHeaders.ToArray() |> Array.filter (fun e -> e.Name = "set-cookie")
                 resp.SetHeader("x-upstream", sprintf "%d %s %d" resp.UpstreamStatus (orUnset (resp.Header "Content-Type")) cookies.Length)
-                resp.Status <- 201us
+                resp.Status <- 201
                 resp.SetBody((body |> ValueOption.map Encoding.UTF8.GetString |> orUnset).ToUpperInvariant())
                 return Decision.Continue
             }))
@@ -123,7 +122,7 @@ let private tagger =
         fun _ resp ->
             resp.SetHeader("x-added", "1")
             resp.DeleteHeader "x-drop"
-            next)
+            proceed)
 
 let private throwing =
     Plugin.ofFilter "throw" (fun _ _ -> raise (InvalidOperationException "plugin failure on purpose"))
@@ -222,7 +221,7 @@ let private requestPhase =
                         { Id = 13u
                           Action =
                             HttpReqCall.Rewrite
-                                { Path = ValueSome "/new"
+                                { Path = "/new"
                                   Headers = [| TextEntry.Set("x-new", "v"); TextEntry.Delete "x-drop" |]
                                   Args = [| TextEntry.Set("a", "1"); TextEntry.Set("a", "2"); TextEntry.Set("a", "3"); TextEntry.Delete "b" |]
                                   RespHeaders = [| TextEntry.Set("x-resp", "r") |]
@@ -258,7 +257,7 @@ let private requestPhase =
                 // Both plugins' changes go out together, once each.
                 same [| TextEntry.Set("x-step", "1"); TextEntry.Set("x-seen", "/v2 1 9") |] after.Headers
                 same [| TextEntry.Set("a", "9") |] after.Args
-                same (ValueSome "/v2") after.Path
+                same "/v2" after.Path
                 same [| TextEntry.Set("x-seen", "/orig (unset) 1"); TextEntry.Set("x-step", "1") |] before.Headers
             }
     ]
@@ -335,9 +334,7 @@ let private applyResponseHeaders (upstream: TextEntry[]) (answer: TextEntry[]) =
         answer
         |> Array.fold
             (fun (acc: TextEntry list) e ->
-                match e.Value with
-                | ValueNone -> acc |> List.filter (fun x -> x.Name <> e.Name)
-                | ValueSome _ -> acc @ [ e ])
+                if e.HasValue then acc @ [ e ] else acc |> List.filter (fun x -> x.Name <> e.Name))
             []
         |> Array.ofList
 

@@ -142,7 +142,7 @@ type Client(socketPath: string) =
     /// PrepareConf for plugins (name, JSON) in order; the raw answer.
     member c.PrepareRawAsync(conf: (string * string) list, key: string) : Task<RunnerMessage> =
         task {
-            c.Send(PrepareConfReq { Conf = [| for n, v in conf -> TextEntry.Set(n, v) |]; Key = ValueSome key })
+            c.Send(PrepareConfReq { Conf = [| for n, v in conf -> TextEntry.Set(n, v) |]; Key = key })
             return! c.NextAsync()
         }
 
@@ -187,6 +187,12 @@ type CapturingLogger() =
         member _.IsEnabled level = level >= LogLevel.Information
         member _.BeginScope _ = null
 
+    /// Every logger the runner makes writes here.
+    interface ILoggerFactory with
+        member l.CreateLogger _ = l :> ILogger
+        member _.AddProvider _ = ()
+        member _.Dispose() = ()
+
 /// A RunnerServer on a socket of its own, with these plugins; `configure` adjusts the options
 /// before it starts. Disposing stops it (answering calls in flight) and removes its directory.
 [<Sealed>]
@@ -195,9 +201,13 @@ type TestServer(plugins: Plugin list, configure: RunnerOptions -> unit, time: Ti
     let dir = Path.Combine(Path.GetTempPath(), "apisix-rt", Guid.NewGuid().ToString("N").Substring(0, 12))
     let options = RunnerOptions(ListenAddress = "unix:" + Path.Combine(dir, "runner.sock"))
     do configure options
-    let log = CapturingLogger()
+    let log = new CapturingLogger()
     let server = RunnerServer(options, plugins, log, time)
-    do server.StartAsync(CancellationToken.None).GetAwaiter().GetResult()
+
+    do
+        match server.Open() with
+        | Ok() -> ()
+        | Error e -> failwith (e.Describe())
 
     new(plugins) = new TestServer(plugins, ignore, TimeProvider.System)
 

@@ -16,7 +16,7 @@ type FakeSource(answer: ExtraInfo.Info -> byte[] voption) =
     member _.Asked = List.ofSeq asked
 
     interface IExtraInfoSource with
-        member _.Fetch(info, _) =
+        member _.Fetch info =
             asked.Add info
 
             ValueTask<byte[] voption>(
@@ -29,7 +29,7 @@ type FakeSource(answer: ExtraInfo.Info -> byte[] voption) =
 /// Plays APISIX's side of ExtraInfo: nothing is set.
 type NoExtraInfo() =
     interface IExtraInfoSource with
-        member _.Fetch(_, _) = ValueTask<byte[] voption>(ValueNone)
+        member _.Fetch _ = ValueTask<byte[] voption>(ValueNone)
 
 let utf8 (s: string) = Encoding.UTF8.GetBytes s
 
@@ -67,11 +67,9 @@ let answers =
 /// A request-phase call on `original`: the request, the response a Stop would send, and the fake APISIX.
 let requestCall () =
     let source = FakeSource answers
-    let req = Request()
-    req.Reset(valueOf (HttpReqCallView.Read(bodyOf Encode.httpReqCallReq original)), original.Id, source, CancellationToken.None)
-    let resp = Response()
-    resp.Reset(Unchecked.defaultof<_>, source, CancellationToken.None)
-    req, resp, source
+    let call = Call()
+    call.StartRequest(valueOf (HttpReqCallView.Read(bodyOf Encode.httpReqCallReq original)), source, CancellationToken.None)
+    call.Request, call.Response, source
 
 /// A response-phase call on an upstream 502 with two set-cookie values.
 let responseCall () =
@@ -82,11 +80,9 @@ let responseCall () =
           ConfToken = 1u }
 
     let source = FakeSource answers
-    let req = Request()
-    req.Reset(Unchecked.defaultof<_>, upstream.Id, source, CancellationToken.None)
-    let resp = Response()
-    resp.Reset(valueOf (HttpRespCallView.Read(bodyOf Encode.httpRespCallReq upstream)), source, CancellationToken.None)
-    req, resp, source
+    let call = Call()
+    call.StartResponse(valueOf (HttpRespCallView.Read(bodyOf Encode.httpRespCallReq upstream)), source, CancellationToken.None)
+    call.Request, call.Response, source
 
 /// A request-phase call of GET / with these headers; APISIX has nothing set.
 let requestWith (headers: TextEntry[]) =
@@ -99,11 +95,9 @@ let requestWith (headers: TextEntry[]) =
           Headers = headers
           ConfToken = 1u }
 
-    let req = Request()
-    req.Reset(valueOf (HttpReqCallView.Read(bodyOf Encode.httpReqCallReq message)), 1u, NoExtraInfo(), CancellationToken.None)
-    let resp = Response()
-    resp.Reset(Unchecked.defaultof<_>, NoExtraInfo(), CancellationToken.None)
-    req, resp
+    let call = Call()
+    call.StartRequest(valueOf (HttpReqCallView.Read(bodyOf Encode.httpReqCallReq message)), NoExtraInfo(), CancellationToken.None)
+    call.Request, call.Response
 
 /// A response-phase call on an upstream 200 with these headers; APISIX has nothing set.
 let upstreamWith (headers: TextEntry[]) =
@@ -113,11 +107,9 @@ let upstreamWith (headers: TextEntry[]) =
           Headers = headers
           ConfToken = 1u }
 
-    let req = Request()
-    req.Reset(Unchecked.defaultof<_>, 1u, NoExtraInfo(), CancellationToken.None)
-    let resp = Response()
-    resp.Reset(valueOf (HttpRespCallView.Read(bodyOf Encode.httpRespCallReq message)), NoExtraInfo(), CancellationToken.None)
-    req, resp
+    let call = Call()
+    call.StartResponse(valueOf (HttpRespCallView.Read(bodyOf Encode.httpRespCallReq message)), NoExtraInfo(), CancellationToken.None)
+    call.Request, call.Response
 
 /// Runs a filter to its decision.
 let run (filter: Filter) (req: Request) (resp: Response) = (filter req resp).AsTask().Result

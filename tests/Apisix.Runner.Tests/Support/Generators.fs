@@ -30,8 +30,9 @@ let text: Gen<string> =
     Gen.frequency [ 1, Gen.constant ""; 3, ofScalars (Gen.choose (0x20, 0x7E)); 4, ofScalars scalar ]
 
 /// Present or not; when present it may still be "" (the protocol tells the two apart).
-let optionalText: Gen<string voption> =
-    Gen.frequency [ 1, Gen.constant ValueNone; 1, Gen.constant (ValueSome ""); 4, Gen.map ValueSome text ]
+/// Absent (null), empty or text: the protocol tells absent and empty apart.
+let optionalText: Gen<string> =
+    Gen.frequency [ 1, Gen.constant null; 1, Gen.constant ""; 4, text ]
 
 let u16: Gen<uint16> =
     Gen.frequency [ 1, Gen.elements [ 0us; 1us; UInt16.MaxValue ]; 3, Gen.choose (0, 0xFFFF) |> Gen.map uint16 ]

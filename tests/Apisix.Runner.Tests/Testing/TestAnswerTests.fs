@@ -4,7 +4,6 @@ module Apisix.Runner.Tests.Testing.TestAnswerTests
 open System.Text
 open Expecto
 open Apisix.Runner
-open Apisix.Runner.Filter
 open Apisix.Runner.Tests.Support.Expectations
 
 let private entries =
@@ -19,11 +18,11 @@ let tests =
     testSequencedGroup "Testing.TestAnswer"
     <| testList "Testing.TestAnswer" [
         testCase "first gives the first value of a name, case ignored, deletions skipped" <| fun () ->
-            Expect.equal (TestAnswer.first "x-a" entries) (ValueSome "1") "TestAnswer.first 'x-a' entries"
-            Expect.equal (TestAnswer.first "X-B" entries) (ValueSome "") "TestAnswer.first 'X-B' entries"
-            Expect.equal (TestAnswer.first "x-gone" entries) (ValueSome "back") "TestAnswer.first 'x-gone' entries"
-            Expect.equal (TestAnswer.first "absent" entries) ValueNone "TestAnswer.first 'absent' entries"
-            Expect.equal (TestAnswer.first "x-a" [||]) ValueNone "TestAnswer.first 'x-a' [||]"
+            Expect.equal (TestAnswer.first "x-a" entries) "1" "TestAnswer.first 'x-a' entries"
+            Expect.equal (TestAnswer.first "X-B" entries) "" "TestAnswer.first 'X-B' entries"
+            Expect.equal (TestAnswer.first "x-gone" entries) "back" "TestAnswer.first 'x-gone' entries"
+            Expect.equal (TestAnswer.first "absent" entries) null "TestAnswer.first 'absent' entries"
+            Expect.equal (TestAnswer.first "x-a" [||]) null "TestAnswer.first 'x-a' [||]"
 
         testCase "values gives every value of a name in order; deletes finds an entry without a value" <| fun () ->
             Expect.equal (TestAnswer.values "X-a" entries) [| "1"; "2" |] "TestAnswer.values 'X-a' entries"
@@ -49,7 +48,7 @@ let tests =
 
             let rewrite =
                 HttpReqCall.Rewrite
-                    { Path = ValueNone
+                    { Path = null
                       Headers = [||]
                       Args = [||]
                       RespHeaders = [||]
@@ -65,7 +64,7 @@ let tests =
                     req.AddArg("a", "3")
                     req.DeleteArg "b"
                     resp.SetHeader("x-resp", "r")
-                    next)
+                    proceed)
 
             let chain = PluginTestKit.Prepare [ rewrite, "" ] |> okValue
 
@@ -74,11 +73,11 @@ let tests =
 
             match (PluginTestKit.RunRequestAsync(chain, request).Result).Answer.Action with
             | HttpReqCall.Rewrite rw ->
-                Expect.equal (TestAnswer.first "x-set" rw.Headers) (ValueSome "v") "TestAnswer.first 'x-set' rw.Headers"
+                Expect.equal (TestAnswer.first "x-set" rw.Headers) "v" "TestAnswer.first 'x-set' rw.Headers"
                 Expect.isTrue (TestAnswer.deletes "X-Drop" rw.Headers) "TestAnswer.deletes 'X-Drop' rw.Headers"
                 Expect.equal (TestAnswer.values "a" rw.Args) [| "1"; "2"; "3" |] "TestAnswer.values 'a' rw.Args"
                 Expect.isTrue (TestAnswer.deletes "b" rw.Args) "TestAnswer.deletes 'b' rw.Args"
-                Expect.equal (TestAnswer.first "b" rw.Args) ValueNone "TestAnswer.first 'b' rw.Args"
-                Expect.equal (TestAnswer.first "x-resp" rw.RespHeaders) (ValueSome "r") "TestAnswer.first 'x-resp' rw.RespHeaders"
+                Expect.equal (TestAnswer.first "b" rw.Args) null "TestAnswer.first 'b' rw.Args"
+                Expect.equal (TestAnswer.first "x-resp" rw.RespHeaders) "r" "TestAnswer.first 'x-resp' rw.RespHeaders"
             | other -> failwith $"expected a Rewrite, got {TestAnswer.describe other}"
     ]

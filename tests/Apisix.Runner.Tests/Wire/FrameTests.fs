@@ -57,7 +57,7 @@ let private frames =
     [ encoded
           Encode.prepareConfReq
           { Conf = [| TextEntry.Set("limit-count", """{"count":2,"time_window":60}""") |]
-            Key = ValueSome "route-1" }
+            Key = "route-1" }
       encoded
           Encode.httpReqCallReq
           { Id = 1u

@@ -116,9 +116,9 @@ let private prepareConfReq =
         { Conf =
             [| set "limit-count" """{"count":2,"time_window":60,"rejected_code":503}"""
                set "ünïcødé-plugin" """{"greeting":"你好 👋"}""" |]
-          Key = ValueSome "route-1#conf-3" }
-        { Conf = [||]; Key = ValueNone }
-        { Conf = [| TextEntry.Delete "no-conf" |]; Key = ValueSome "" }
+          Key = "route-1#conf-3" }
+        { Conf = [||]; Key = null }
+        { Conf = [| TextEntry.Delete "no-conf" |]; Key = "" }
     ]
 
 let private prepareConfResp =
@@ -178,7 +178,7 @@ let private httpReqCallResp =
           { Id = 4u
             Action =
               HttpReqCall.Rewrite
-                  { Path = ValueSome "/new/päth"
+                  { Path = "/new/päth"
                     Headers = [| set "host" "upstream.local"; TextEntry.Delete "x-remove" |]
                     Args = [| set "k" "v"; TextEntry.Delete "drop" |]
                     RespHeaders = [| set "x-resp" "1" |]
@@ -186,7 +186,7 @@ let private httpReqCallResp =
           { Id = 5u
             Action =
               HttpReqCall.Rewrite
-                  { Path = ValueNone
+                  { Path = null
                     Headers = [||]
                     Args = [||]
                     RespHeaders = [||]
@@ -258,13 +258,13 @@ let private seeds = kinds |> List.collect _.Seeds
 let private reqCallView =
     subject
         "HttpReqCallView"
-        (fun _ body -> HttpReqCallView.Read(ReadOnlyMemory body) |> Result.map _.ToMessage())
+        (fun _ body -> HttpReqCallView.Read(ReadOnlyMemory body) |> Result.map Decode.ofRequestView)
         Encode.httpReqCallReq
 
 let private respCallView =
     subject
         "HttpRespCallView"
-        (fun _ body -> HttpRespCallView.Read(ReadOnlyMemory body) |> Result.map _.ToMessage())
+        (fun _ body -> HttpRespCallView.Read(ReadOnlyMemory body) |> Result.map Decode.ofResponseView)
         Encode.httpRespCallReq
 
 let private subjects =

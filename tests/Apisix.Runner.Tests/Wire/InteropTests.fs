@@ -49,7 +49,7 @@ let private obj (fields: (string * JsonNode) list) : JsonNode =
     JsonObject(fields |> List.map KeyValuePair)
 
 let private num (n: uint32) : JsonNode = JsonValue.Create n
-let private optText (s: string voption) : JsonNode = JsonValue.Create(ValueOption.toObj s)
+let private optText (s: string) : JsonNode = JsonValue.Create s
 let private base64 (b: byte[]) : JsonNode = JsonValue.Create(Convert.ToBase64String b)
 
 let private text e (s: string) : JsonNode =
