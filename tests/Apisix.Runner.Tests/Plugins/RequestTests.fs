@@ -287,4 +287,27 @@ let tests =
                 Expect.equal (resp.HeaderValues "set-cookie") [| "c=3" |] "resp.HeaderValues 'set-cookie'"
                 Expect.equal (resp.HeaderValues "set-cookie") (sent resp "set-cookie") "resp.HeaderValues 'set-cookie'"
         ]
+        testList "names" [
+            // One rule for APISIX's entries (UTF-8 in the frame) and for the changes (strings): ASCII
+            // letters without case, every other character exactly.
+            testCase "a name is found among APISIX's entries exactly when it is found among the changes, non-ASCII names included" <| fun () ->
+                let names = [ "x-ñame"; "X-ñame"; "x-Ñame"; "X-ÑAME"; "ünï"; "ÜNÏ"; "x-plain"; "X-PLAIN"; "k"; "K"; "\u212A"; "\u0131"; "I"; "i" ]
+
+                for original in names do
+                    for query in names do
+                        let req, _ = requestWith [| TextEntry.Set(original, "from APISIX") |]
+                        let inOriginal = not (isNull (req.GetHeader query))
+                        req.SetHeader(original, "changed")
+                        let inChanges = req.GetHeader query = "changed"
+                        let same = EntryName.equals original query
+                        Expect.equal inOriginal same $"'{query}' among APISIX's entries named '{original}'"
+                        Expect.equal inChanges same $"'{query}' among the changes naming '{original}'"
+
+            testCase "ASCII letters compare without case, other characters exactly" <| fun () ->
+                Expect.isTrue (EntryName.equals "x-ñame" "X-ñAME") "ASCII letters differ in case"
+                Expect.isFalse (EntryName.equals "x-ñame" "x-Ñame") "a non-ASCII letter differs in case"
+                Expect.isFalse (EntryName.equals "\u212A" "k") "the Kelvin sign is not k"
+                Expect.isTrue (EntryName.equalsUtf8 (ReadOnlySpan(Text.Encoding.UTF8.GetBytes "X-ñAME")) "x-ñame") "UTF-8 against a string"
+                Expect.isFalse (EntryName.equalsUtf8 (ReadOnlySpan(Text.Encoding.UTF8.GetBytes "x-ñame")) "x-ñam") "a prefix is not the name"
+        ]
     ]

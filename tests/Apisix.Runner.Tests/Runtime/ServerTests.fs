@@ -512,6 +512,32 @@ let private errors =
                 same (HttpReqCallResp { Id = 48u; Action = HttpReqCall.Stop { Status = 200us; Headers = [||]; Body = [||] } }) answer
             }
 
+        // The connection's previous call ran its chain to the second plugin: the blame must not stay there.
+        testCaseTask "a call that misses its deadline in the prefetch blames the prefetch, not a plugin of the call before" <| fun () ->
+            task {
+                use server = new TestServer([ reader; halt; prefetched ], (fun o -> o.CallTimeout <- TimeSpan.FromMilliseconds 300.0), TimeProvider.System)
+                use client = server.Connect()
+                let! before = client.PrepareAsync(route [ "reader"; "halt" ], "reader+halt")
+                let! fetching = client.PrepareAsync(route [ "prefetched"; "halt" ], "prefetched+halt")
+                let! answer = client.RequestAsync(httpRequest before 62u, unset)
+                same (HttpReqCallResp { Id = 62u; Action = HttpReqCall.Stop { Status = 200us; Headers = [||]; Body = [||] } }) answer
+                // APISIX reads the ExtraInfo requests and never answers them.
+                client.Send(HttpReqCallReq(httpRequest fetching 63u))
+
+                for _ in varsReads do
+                    match! client.NextAsync() with
+                    | ExtraInfoReq _ -> ()
+                    | other -> failtest $"expected the prefetch's ExtraInfo requests, got {other}"
+
+                let! answer = client.NextAsync()
+                same (ErrResp Err.Code.SERVICE_UNAVAILABLE) answer
+                let timedOut = server.Log.Entries |> List.filter (fun e -> e.Message.Contains "did not finish")
+                Expect.hasLength timedOut 1 "one call timed out"
+                Expect.stringContains timedOut.Head.Message "Call 63" "the entry names the call"
+                Expect.stringContains timedOut.Head.Message "(prefetch)" "the entry blames the prefetch"
+                Expect.isFalse (timedOut.Head.Message.Contains "halt") "no plugin of this route ran, and none of the call before is blamed"
+            }
+
         testCaseTask "a busy plugin on one connection does not hold up calls on another" <| fun () ->
             task {
                 let entered = TaskCompletionSource()
