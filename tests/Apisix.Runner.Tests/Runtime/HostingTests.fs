@@ -2,13 +2,28 @@
 module Apisix.Runner.Tests.Runtime.HostingTests
 
 open System
+open System.Collections.Generic
+open Microsoft.Extensions.Configuration
 open Microsoft.Extensions.DependencyInjection
+open Microsoft.Extensions.Options
 open Expecto
 open Apisix.Runner
 open Apisix.Runner.Tests.Support.Expectations
 
 type private Greeting(text: string) =
     member _.Text = text
+
+/// The runner's services as AddApisixRunner registers them, over these settings.
+let private runnerServices (settings: (string * string) list) (configure: RunnerOptions -> unit) =
+    let configuration =
+        ConfigurationBuilder()
+            .AddInMemoryCollection([ for k, v in settings -> KeyValuePair<string, string>(k, v) ])
+            .Build()
+
+    let services = ServiceCollection()
+    services.AddLogging() |> ignore
+    services.AddApisixRunner(configuration, Action<RunnerOptions> configure) |> ignore
+    services.BuildServiceProvider(), configuration
 
 [<Tests>]
 let tests =
@@ -39,4 +54,61 @@ let tests =
             match (PluginTestKit.RunRequestAsync(chain, TestRequest()).Result).Answer.Action with
             | HttpReqCall.Stop stop -> Expect.equal (TestAnswer.text stop.Body) "bonjour" "TestAnswer.text stop.Body"
             | other -> failwith $"expected a Stop, got {TestAnswer.describe other}"
+    
+        testCase "RunnerOptions is one bound instance, from IOptions or asked for directly, with the settings and the adjustments" <| fun () ->
+            let provider, _ =
+                runnerServices
+                    [ "APISIX_LISTEN_ADDRESS", "unix:/tmp/options.sock"; "APISIX_CONF_EXPIRE_TIME", "7"; "Runner:CallTimeout", "00:00:10" ]
+                    (fun o -> o.MaxFrameBytes <- 4096)
+
+            use _ = provider
+            let options = provider.GetRequiredService<IOptions<RunnerOptions>>().Value
+            Expect.isTrue (obj.ReferenceEquals(options, provider.GetRequiredService<RunnerOptions>())) "the same instance"
+            Expect.equal options.CallTimeout (TimeSpan.FromSeconds 10.0) "Runner:CallTimeout"
+            Expect.equal options.ConfExpireTime (TimeSpan.FromSeconds 7.0) "APISIX_CONF_EXPIRE_TIME"
+            Expect.equal options.SocketPath "/tmp/options.sock" "APISIX_LISTEN_ADDRESS"
+            Expect.equal options.MaxFrameBytes 4096 "the adjustment"
+
+        testCase "invalid settings fail validation with every problem named" <| fun () ->
+            let provider, _ =
+                runnerServices [ "APISIX_LISTEN_ADDRESS", "relative.sock"; "Runner:CallTimeout", "soon"; "Runner:MaxFrameBytes", "12" ] ignore
+
+            use _ = provider
+            let e = Expect.throwsC (fun () -> provider.GetRequiredService<IOptions<RunnerOptions>>().Value |> ignore) id
+            let failures = (e :?> OptionsValidationException).Failures |> List.ofSeq
+            Expect.exists failures (fun f -> f.Contains "Runner:CallTimeout has an unreadable value 'soon'") "the unreadable value"
+            Expect.exists failures (fun f -> f.Contains "absolute socket path") "the relative path"
+            Expect.exists failures (fun f -> f.Contains "Runner:MaxFrameBytes must be between") "the frame limit"
+
+        testCase "keys under Runner that no setting reads are reported" <| fun () ->
+            let _, configuration = runnerServices [ "Runner:CallTimout", "00:00:10"; "Runner:callTIMEOUT", "00:00:10"; "Runner:SocketMode", "0700" ] ignore
+            Expect.equal (RunnerConfiguration.unknownKeys configuration) [ "Runner:CallTimout" ] "the misspelt key only (names ignore case)"
+
+        testCase "a start-up failure is a StartError, not an exception: a live socket is not taken over" <| fun () ->
+            let dir = IO.Path.Combine(IO.Path.GetTempPath(), "apisix-start", Guid.NewGuid().ToString("N").Substring(0, 8))
+            let options () = RunnerOptions(ListenAddress = "unix:" + IO.Path.Combine(dir, "runner.sock"))
+            let loggers = Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance
+            let first = RunnerServer(options (), [], loggers, TimeProvider.System)
+            Expect.equal (first.Open()) (Ok()) "the first server listens"
+
+            try
+                let second = RunnerServer(options (), [], loggers, TimeProvider.System)
+
+                match second.Open() with
+                | Error(SocketInUse path) -> Expect.stringEnds path "runner.sock" "the path in use"
+                | other -> failtest $"expected SocketInUse, got {other}"
+
+                let bad = RunnerServer(RunnerOptions(ListenAddress = "relative.sock"), [], loggers, TimeProvider.System)
+
+                match bad.Open() with
+                | Error(InvalidSettings problems) -> Expect.isNonEmpty problems "the problems"
+                | other -> failtest $"expected InvalidSettings, got {other}"
+
+                let twins = [ Plugin.ofFilter "same" pass; Plugin.ofFilter "same" pass ]
+
+                match RunnerServer(options (), twins, loggers, TimeProvider.System).Open() with
+                | Error(InvalidPlugins problem) -> Expect.stringContains problem "'same'" "the duplicate name"
+                | other -> failtest $"expected InvalidPlugins, got {other}"
+            finally
+                first.StopAsync(Threading.CancellationToken.None).Wait()
     ]
