@@ -3,6 +3,9 @@
 module Apisix.Runner.Tests.Process.RunnerProcessTests
 
 open System
+open System.Diagnostics
+open System.Threading
+open System.Threading.Tasks
 open Expecto
 open Apisix.Runner.Tests.Support.RunnerProcess
 
@@ -49,4 +52,32 @@ let tests =
                 Expect.stringContains e.Message "MaxFrameBytes" "the runner's output in the error"
 
             Expect.isEmpty (processesServing sandbox.Socket) "processes left of the runner"
+
+        testCaseTask "a test past its deadline fails at once, and its runner processes are killed" <| fun () ->
+            task {
+                use sandbox = new Sandbox()
+                let clock = Stopwatch.StartNew()
+
+                let hung () =
+                    task {
+                        use _runner = Runner.Ready sandbox.Socket
+                        do! Task.Delay Timeout.Infinite
+                    }
+
+                let! failure =
+                    task {
+                        try
+                            do! runWithin (TimeSpan.FromSeconds 5.0) hung
+                            return None
+                        with e ->
+                            return Some e
+                    }
+
+                match failure with
+                | Some e -> Expect.stringContains e.Message "not over within 00:00:05" "why the test failed"
+                | None -> failtest "a test that never ends was over"
+
+                Expect.isLessThan clock.Elapsed (TimeSpan.FromSeconds 15.0) "the time the failure took"
+                Expect.isEmpty (processesServing sandbox.Socket) "processes left of the runner"
+            }
     ]

@@ -7,6 +7,7 @@ open System.Diagnostics
 open System.IO
 open System.Net.Sockets
 open System.Reflection
+open System.Runtime.ExceptionServices
 open System.Runtime.InteropServices
 open System.Threading
 open System.Threading.Tasks
@@ -150,6 +151,49 @@ module private Live =
 
             AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> killAll () |> ignore)
 
+/// The runner processes started by one test (the code of one async flow), for its deadline.
+[<Sealed; AllowNullLiteral>]
+type private TestRunners() =
+    let started = ConcurrentBag<Process>()
+    member _.Add(p: Process) = started.Add p
+
+    member _.KillAll() =
+        for p in started do
+            killTree p
+
+let private currentTest = AsyncLocal<TestRunners>()
+
+/// Runs `body` (one test's code), which must be over within `limit`. Past it, fails at once,
+/// saying so, and kills the runner processes the body started, so that whatever it still waits on
+/// ends too: a test whose runner misbehaves fails instead of holding up the run.
+let runWithin (limit: TimeSpan) (body: unit -> Task<unit>) : Task<unit> =
+    task {
+        let runners = TestRunners()
+        currentTest.Value <- runners
+        let work = Task.Run<unit>(fun () -> body ())
+        let! first = Task.WhenAny(work, Task.Delay limit)
+
+        if obj.ReferenceEquals(first, work) then
+            return! work
+        else
+            runners.KillAll()
+            // The body fails once its runners are gone; nobody waits for it any more.
+            work.ContinueWith(fun (t: Task<unit>) -> t.Exception |> ignore) |> ignore
+            return failtest $"not over within {limit}: failed, and its runner processes were killed"
+    }
+
+/// A test that must be over within `limit` (see runWithin). A failed expectation is reported as a
+/// failure, not unwrapped from the task as an error.
+let testTaskWithin (limit: TimeSpan) (name: string) (body: unit -> Task<unit>) =
+    testCaseAsync
+        name
+        (async {
+            try
+                do! Async.AwaitTask(runWithin limit body)
+            with :? AggregateException as e when e.InnerExceptions.Count = 1 ->
+                ExceptionDispatchInfo.Throw e.InnerException
+        })
+
 /// The processes whose environment names `socket` as their listen address: a runner started for
 /// it and whatever that runner started. After a test, there must be none.
 let processesServing (socket: string) =
@@ -205,6 +249,10 @@ type Runner(socket: string, env: (string * string) list, ?program: string) =
         Live.watch.Force()
         p.Start() |> ignore
         Live.runners[p.Id] <- p
+
+        match currentTest.Value with
+        | null -> ()
+        | test -> test.Add p
 
     // Dedicated threads rather than BeginOutputReadLine: on Unix an asynchronous pipe read holds a
     // thread-pool thread while it waits, and on a 2-core machine the test's own continuations would
