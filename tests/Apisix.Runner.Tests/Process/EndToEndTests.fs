@@ -13,18 +13,15 @@ open Apisix.Runner.Tests.Support.RunnerProcess
 open Apisix.Runner.Tests.Support.ApisixScenario
 
 /// One TestHost for every scenario: they use distinct conf keys, so they do not meet. Started by the
-/// first scenario that runs, stopped when the test run ends.
+/// first scenario that runs, stopped when the tests end.
 let private host =
     lazy
         let sandbox = new Sandbox()
 
         try
             let runner = Runner.Ready sandbox.Socket
-
-            afterRunTests (fun () ->
-                (runner :> IDisposable).Dispose()
-                (sandbox :> IDisposable).Dispose())
-
+            runner.ServeUntilTestsEnd()
+            afterRunTests (fun () -> (sandbox :> IDisposable).Dispose())
             runner
         with _ ->
             (sandbox :> IDisposable).Dispose()

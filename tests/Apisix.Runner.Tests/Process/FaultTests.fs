@@ -75,6 +75,10 @@ let private openFilesLimit (pid: string) =
     | "unlimited" -> Int64.MaxValue
     | soft -> int64 soft
 
+/// The longest one of these tests may take: a runner that misbehaves fails its test within this
+/// time (most fail much sooner, on their own checks), never holds up the run.
+let private limit = TimeSpan.FromMinutes 3.0
+
 /// Each test starts a runner process and loads it: they run alone, one after the other, after the
 /// parallel tests.
 [<Tests>]
@@ -83,7 +87,7 @@ let tests =
     <| testList "Process.Fault" [
         // ---- clients that go away ----
 
-        testCaseTask "clients that close mid-frame or without reading their answer are let go, and the others are served" <| fun () ->
+        testTaskWithin limit "clients that close mid-frame or without reading their answer are let go, and the others are served" <| fun () ->
             task {
                 use sandbox = new Sandbox()
                 use runner = Runner.Ready sandbox.Socket
@@ -126,7 +130,12 @@ let tests =
 
         // ---- a writer that trickles ----
 
-        testCaseTask "frames trickled one byte every 100 ms hold no thread: 64 calls on other connections complete meanwhile" <| fun () ->
+        // Each trickled frame is held short of its last byte until the other calls are answered, so
+        // that they are served while 16 frames are partway in. A runner that gave a waiting frame a
+        // thread would need 16 threads more to serve them: the thread count says so, where the
+        // timing alone would not (the pool grows, and the calls still come through, only slowly).
+        testTaskWithin limit "frames trickled one byte every 100 ms hold no thread: 64 calls on other connections complete meanwhile"
+        <| fun () ->
             task {
                 use sandbox = new Sandbox()
                 use runner = Runner.Ready sandbox.Socket
@@ -136,6 +145,7 @@ let tests =
                 let threadsBefore = probe.Threads
                 let tricklers = 16
                 let length = (encode (HttpReqCallReq(minimal token 1000u))).Length
+                let othersAnswered = TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
 
                 let trickle (n: int) =
                     task {
@@ -144,6 +154,9 @@ let tests =
                         let frame = encode (HttpReqCallReq(minimal token id))
 
                         for i in 0 .. frame.Length - 1 do
+                            if i = frame.Length - 1 then
+                                do! othersAnswered.Task
+
                             let! sent = client.SendAsync(ReadOnlyMemory(frame, i, 1))
 
                             if not sent then
@@ -169,7 +182,15 @@ let tests =
                         return Stopwatch.GetTimestamp()
                     }
 
-                let! finished = Task.WhenAll [ for n in 1..64 -> call n ]
+                let! finished, threadsServing =
+                    task {
+                        try
+                            let! finished = Task.WhenAll [ for n in 1..64 -> call n ]
+                            return finished, probe.Threads
+                        finally
+                            othersAnswered.TrySetResult() |> ignore
+                    }
+
                 let! trickled = Task.WhenAll trickling
 
                 for id, answer, _ in trickled do
@@ -180,14 +201,19 @@ let tests =
                 let firstTrickled = trickled |> Array.map (fun (_, _, at) -> at) |> Array.min
 
                 note
-                    $"{tricklers} frames of {length} bytes trickled, the first answered at %.1f{seconds firstTrickled} s; the 64 other calls were all answered at %.2f{seconds othersDone} s; runner threads: {threadsBefore} before, {threadsTrickling} while trickling"
+                    $"{tricklers} frames of {length} bytes trickled, the first answered at %.1f{seconds firstTrickled} s; the 64 other calls were all answered at %.2f{seconds othersDone} s; runner threads: {threadsBefore} before, {threadsTrickling} while trickling, {threadsServing} once the other calls were answered"
 
                 Expect.isTrue (othersDone < firstTrickled) "the 64 other calls were answered while the frames were still trickling"
+
+                Expect.isLessThan
+                    (threadsServing - threadsBefore)
+                    (tricklers / 2)
+                    $"threads the runner added to serve 64 calls while {tricklers} frames waited ({threadsBefore} before, {threadsServing} after): a thread per waiting frame"
             }
 
         // ---- many connections ----
 
-        testCaseTask "10,000 idle connections open at once: a new connection is still served" <| fun () ->
+        testTaskWithin limit "10,000 idle connections open at once: a new connection is still served" <| fun () ->
             task {
                 let wanted = 10_000
                 let own = openFilesLimit "self"
@@ -239,7 +265,7 @@ let tests =
 
         // ---- frame size ----
 
-        testCaseTask "a frame of 16,777,215 body bytes is read whole and answered, and the connection goes on" <| fun () ->
+        testTaskWithin limit "a frame of 16,777,215 body bytes is read whole and answered, and the connection goes on" <| fun () ->
             task {
                 use sandbox = new Sandbox()
                 use runner = Runner.Ready sandbox.Socket
@@ -260,7 +286,7 @@ let tests =
                 note $"a {frame.Length - 4}-byte body answered; runner RSS %.1f{rssBefore} -> %.1f{probe.RssMiB} MiB"
             }
 
-        testCaseTask "over a MaxFrameBytes of 1 MiB a 16 MiB frame is BAD_REQUEST and a close, and the runner's memory stays within the bound" <| fun () ->
+        testTaskWithin limit "over a MaxFrameBytes of 1 MiB a 16 MiB frame is BAD_REQUEST and a close, and the runner's memory stays within the bound" <| fun () ->
             task {
                 let bound = 1_048_576
                 use sandbox = new Sandbox()
@@ -308,7 +334,7 @@ let tests =
 
         // ---- the conf cache ----
 
-        testCaseTask "100,000 PrepareConf with distinct keys keep a cache of capacity 1000 bounded: the oldest tokens are gone, recent ones work" <| fun () ->
+        testTaskWithin limit "100,000 PrepareConf with distinct keys keep a cache of capacity 1000 bounded: the oldest tokens are gone, recent ones work" <| fun () ->
             task {
                 let total = 100_000
                 let early = 10_000
@@ -380,7 +406,7 @@ let tests =
                 Expect.isTrue (rssEnd <= rssEarly + 32.0) $"RSS grew from %.1f{rssEarly} to %.1f{rssEnd} MiB over 90,000 PrepareConf into a cache of 1000"
             }
 
-        testCaseTask "with APISIX_CONF_EXPIRE_TIME=1 a token idle past its lifetime expires, and its key prepares a new one" <| fun () ->
+        testTaskWithin limit "with APISIX_CONF_EXPIRE_TIME=1 a token idle past its lifetime expires, and its key prepares a new one" <| fun () ->
             task {
                 use sandbox = new Sandbox()
                 use runner = Runner.Ready(sandbox.Socket, [ "APISIX_CONF_EXPIRE_TIME", "1" ])
@@ -400,7 +426,7 @@ let tests =
 
         // ---- security ----
 
-        testCaseTask "a configuration over 1 MiB or nested deeper than 64 levels is refused at PrepareConf, and the log says why" <| fun () ->
+        testTaskWithin limit "a configuration over 1 MiB or nested deeper than 64 levels is refused at PrepareConf, and the log says why" <| fun () ->
             task {
                 use sandbox = new Sandbox()
                 use runner = Runner.Ready sandbox.Socket
@@ -434,7 +460,7 @@ let tests =
                     $"the log says why the deep configuration was refused; {runner.Describe()}"
             }
 
-        testCaseTask "a ReDoS pattern in response-rewrite does not stall the runner: calls on other connections are answered meanwhile" <| fun () ->
+        testTaskWithin limit "a ReDoS pattern in response-rewrite does not stall the runner: calls on other connections are answered meanwhile" <| fun () ->
             task {
                 use sandbox = new Sandbox()
                 use runner = Runner.Ready(sandbox.Socket, program = sampleRunnerDll.Value)
@@ -498,7 +524,7 @@ let tests =
                 Expect.exists runner.Output (fun l -> l.Contains("took longer than", StringComparison.Ordinal)) "the runner logged the pattern's timeout"
             }
 
-        testCaseTask "values from the wire reach the log escaped: no line break, terminal escape or other control character" <| fun () ->
+        testTaskWithin limit "values from the wire reach the log escaped: no line break, terminal escape or other control character" <| fun () ->
             task {
                 use sandbox = new Sandbox()
                 use runner = Runner.Ready sandbox.Socket
@@ -531,7 +557,7 @@ let tests =
                     $"the escaped key and plugin name in the log; the output: {shown}"
             }
 
-        testCaseTask "Authorization and Cookie values never reach the output, not even at Debug level" <| fun () ->
+        testTaskWithin limit "Authorization and Cookie values never reach the output, not even at Debug level" <| fun () ->
             task {
                 use sandbox = new Sandbox()
                 use runner = Runner.Ready(sandbox.Socket, [ "Logging__LogLevel__Default", "Debug" ])

@@ -425,7 +425,9 @@ let private play (conn: RawConnection) (rnd: System.Random) (tally: Tally) (case
                     return false
     }
 
-/// One fuzzing connection (reconnecting after each close): `count` inputs drawn from `seed`.
+/// One fuzzing connection (reconnecting after each close): `count` inputs drawn from `seed`, or
+/// fewer: every fuzzing connection stops at the first input handled wrong, so that a broken runner
+/// fails the test at once, not after every input has waited out its patience.
 let private fuzzer (socket: string) (tally: Tally) (tokens: uint32[]) (count: int) (seed: uint64) =
     task {
         let rnd = System.Random(int (seed % 2147483647UL))
@@ -434,20 +436,22 @@ let private fuzzer (socket: string) (tally: Tally) (tokens: uint32[]) (count: in
         let mutable sent = 0
         let mutable chunk = 0UL
 
-        while sent < count do
-            let cases = Gen.sampleWithSeed (Rnd(seed * 1_000_003UL + chunk)) 30 (min 64 (count - sent)) generator
+        while sent < count && tally.Failed = 0 do
+            let cases = Gen.sampleWithSeed (Rnd(seed * 1_000_003UL + chunk)) 30 (min 64 (count - sent)) generator |> Seq.toArray
             chunk <- chunk + 1UL
+            let mutable i = 0
 
-            for case in cases do
+            while i < cases.Length && tally.Failed = 0 do
                 if isNull conn then
                     conn <- new RawConnection(socket)
 
-                let! keep = play conn rnd tally case
+                let! keep = play conn rnd tally cases[i]
 
                 if not keep then
                     (conn :> IDisposable).Dispose()
                     conn <- null
 
+                i <- i + 1
                 sent <- sent + 1
 
         if not (isNull conn) then
@@ -507,7 +511,11 @@ let private envInt (name: string) (fallback: int) =
 let tests =
     testSequenced
     <| testList "Process.Fuzz" [
-        testCaseTask "hostile frames from 32 connections get BAD_REQUEST and a close or a valid answer; the runner lives on and gives back what it took" <| fun () ->
+        // Within 2 minutes and 10 ms a frame: 10,000 frames take 5 s on an idle machine, up to 36 s on a loaded one.
+        testTaskWithin
+            (TimeSpan.FromSeconds(120.0 + 0.01 * float (envInt "FUZZ_FRAMES" 10_000)))
+            "hostile frames from 32 connections get BAD_REQUEST and a close or a valid answer; the runner lives on and gives back what it took"
+        <| fun () ->
             task {
                 let frames = envInt "FUZZ_FRAMES" 10_000
                 let connections = 32
@@ -536,8 +544,10 @@ let tests =
                     }
 
                 let tally = Tally()
-                // Warm up (JIT, pools), then take the baseline.
-                do! fuzzer sandbox.Socket (Tally()) tokens 500 (seed + 999_999UL)
+                // Warm up (JIT, pools), then take the baseline. The warm-up's inputs are checked too.
+                let warmup = Tally()
+                do! fuzzer sandbox.Socket warmup tokens 500 (seed + 999_999UL)
+                Expect.equal warmup.Failed 0 ($"inputs of the warm-up were not handled right:\n" + String.Join("\n", warmup.Failures))
                 let! baseSockets = probe.SettledSockets()
                 let baseRss, baseFds = probe.RssMiB, probe.Fds
                 note $"baseline after 500 warm-up frames: {probe.Describe()}"

@@ -27,13 +27,21 @@ type RawConnection(path: string) =
     let mutable buf = Array.zeroCreate<byte> 4096
     let mutable count = 0
 
-    /// Sends every byte; false when the runner has closed the connection.
+    /// The longest a send may take: a runner that stops reading fails the test instead of hanging it.
+    static member SendPatience = TimeSpan.FromSeconds 60.0
+
+    /// Sends every byte; false when the runner has closed the connection. Fails when the bytes
+    /// cannot all be sent within SendPatience.
     member _.SendAsync(bytes: ReadOnlyMemory<byte>) : Task<bool> =
         task {
+            use expiry = new CancellationTokenSource(RawConnection.SendPatience)
+
             try
-                let! _ = socket.SendAsync(bytes, SocketFlags.None)
+                let! _ = socket.SendAsync(bytes, SocketFlags.None, expiry.Token)
                 return true
             with
+            | :? OperationCanceledException ->
+                return raise (TimeoutException $"{bytes.Length} bytes could not be sent within {RawConnection.SendPatience}: the runner stopped reading")
             | :? SocketException
             | :? ObjectDisposedException -> return false
         }

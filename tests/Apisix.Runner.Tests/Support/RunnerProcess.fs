@@ -7,9 +7,12 @@ open System.Diagnostics
 open System.IO
 open System.Net.Sockets
 open System.Reflection
+open System.Runtime.ExceptionServices
 open System.Runtime.InteropServices
 open System.Threading
 open System.Threading.Tasks
+open System.Collections.Concurrent
+open Expecto
 
 /// The repository root: the first directory above the test assembly that holds Runner.sln.
 let repoRoot =
@@ -100,9 +103,121 @@ let accepts (path: string) =
     with :? SocketException ->
         false
 
+/// A runner that did not come to accept connections; its process tree was killed first.
+type RunnerNotReady(pid: int, message: string) =
+    inherit Exception(message)
+
+    /// The pid the runner had.
+    member _.Pid = pid
+
+/// Kills a process and everything it started, and waits (boundedly) until it is reaped. Safe to
+/// call on a process that has exited or never started.
+let private killTree (p: Process) =
+    try
+        p.Kill true
+    with
+    | :? InvalidOperationException
+    | :? ComponentModel.Win32Exception -> ()
+
+    try
+        p.WaitForExit(TimeSpan.FromSeconds 10.0) |> ignore
+    with :? InvalidOperationException ->
+        ()
+
+/// Every runner process started and not yet disposed. Whatever a test does (it fails, it hangs,
+/// it forgets to dispose), none outlives the test run: what is left here
+/// is killed when the tests are over, when the run is interrupted, and when the process exits.
+module private Live =
+    let runners = ConcurrentDictionary<int, Process>()
+
+    /// The runners meant to serve until the tests end (a fixture shared by several tests).
+    let forTheRun = ConcurrentDictionary<int, unit>()
+
+    /// Kills every runner still running; the pids it killed that were not meant to live that long.
+    let killAll () =
+        [ for pid in List.ofSeq runners.Keys do
+              match runners.TryRemove pid with
+              | true, p when not p.HasExited ->
+                  killTree p
+                  if not (forTheRun.ContainsKey pid) then pid
+              | _ -> () ]
+
+    let watch =
+        lazy
+            afterRunTests (fun () ->
+                match killAll () with
+                | [] -> ()
+                | pids -> eprintfn "killed %d runner processes that no test had stopped: %A" pids.Length pids)
+
+            AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> killAll () |> ignore)
+
+/// The runner processes started by one test (the code of one async flow), for its deadline.
+[<Sealed; AllowNullLiteral>]
+type private TestRunners() =
+    let started = ConcurrentBag<Process>()
+    member _.Add(p: Process) = started.Add p
+
+    member _.KillAll() =
+        for p in started do
+            killTree p
+
+let private currentTest = AsyncLocal<TestRunners>()
+
+/// Runs `body` (one test's code), which must be over within `limit`. Past it, fails at once,
+/// saying so, and kills the runner processes the body started, so that whatever it still waits on
+/// ends too: a test whose runner misbehaves fails instead of holding up the run.
+let runWithin (limit: TimeSpan) (body: unit -> Task<unit>) : Task<unit> =
+    task {
+        let runners = TestRunners()
+        currentTest.Value <- runners
+        let work = Task.Run<unit>(fun () -> body ())
+        let! first = Task.WhenAny(work, Task.Delay limit)
+
+        if obj.ReferenceEquals(first, work) then
+            return! work
+        else
+            runners.KillAll()
+            // The body fails once its runners are gone; nobody waits for it any more.
+            work.ContinueWith(fun (t: Task<unit>) -> t.Exception |> ignore) |> ignore
+            return failtest $"not over within {limit}: failed, and its runner processes were killed"
+    }
+
+/// A test that must be over within `limit` (see runWithin). A failed expectation is reported as a
+/// failure, not unwrapped from the task as an error.
+let testTaskWithin (limit: TimeSpan) (name: string) (body: unit -> Task<unit>) =
+    testCaseAsync
+        name
+        (async {
+            try
+                do! Async.AwaitTask(runWithin limit body)
+            with :? AggregateException as e when e.InnerExceptions.Count = 1 ->
+                ExceptionDispatchInfo.Throw e.InnerException
+        })
+
+/// The processes whose environment names `socket` as their listen address: a runner started for
+/// it and whatever that runner started. After a test, there must be none.
+let processesServing (socket: string) =
+    let mark = "APISIX_LISTEN_ADDRESS=unix:" + socket
+
+    [ for dir in Directory.EnumerateDirectories "/proc" do
+          match Int32.TryParse(Path.GetFileName dir) with
+          | true, pid when pid <> Environment.ProcessId ->
+              try
+                  let environ = File.ReadAllText(Path.Combine(dir, "environ"))
+
+                  if environ.Split('\000') |> Array.contains mark then
+                      // A zombie is dead, only not yet reaped by its parent.
+                      let stat = File.ReadAllText(Path.Combine(dir, "stat"))
+                      if stat[stat.LastIndexOf ')' + 2] <> 'Z' then pid
+              with
+              | :? IOException
+              | :? UnauthorizedAccessException -> ()
+          | _ -> () ]
+
 /// A runner process. The environment is the test's own without any runner setting (APISIX_*,
 /// Runner__*, Logging__*), plus APISIX's two variables for `socket`, plus `env`, where a null value
-/// unsets a variable. Killed on Dispose if still running.
+/// unsets a variable. Its process tree is killed on Dispose, and by `Ready` when it does not come
+/// to accept connections; the few that escape both are killed when the tests end.
 [<Sealed>]
 type Runner(socket: string, env: (string * string) list, ?program: string) =
     // nginx spawns the runner with default signal dispositions; a shell that ignores SIGINT for its
@@ -130,7 +245,14 @@ type Runner(socket: string, env: (string * string) list, ?program: string) =
     let lines = ResizeArray<string>()
     let p = new Process(StartInfo = start)
 
-    do p.Start() |> ignore
+    do
+        Live.watch.Force()
+        p.Start() |> ignore
+        Live.runners[p.Id] <- p
+
+        match currentTest.Value with
+        | null -> ()
+        | test -> test.Add p
 
     // Dedicated threads rather than BeginOutputReadLine: on Unix an asynchronous pipe read holds a
     // thread-pool thread while it waits, and on a 2-core machine the test's own continuations would
@@ -147,16 +269,36 @@ type Runner(socket: string, env: (string * string) list, ?program: string) =
         t.Start()
         t
 
-    let readers = [ capture p.StandardOutput; capture p.StandardError ]
+    let readers =
+        try
+            [ capture p.StandardOutput; capture p.StandardError ]
+        with _ ->
+            killTree p
+            Live.runners.TryRemove p.Id |> ignore
+            reraise ()
+
+    /// The longest a runner may take to accept connections when nothing says otherwise: generous,
+    /// for a loaded 2-core machine.
+    static member DefaultReadyWithin = TimeSpan.FromSeconds 15.0
 
     /// Starts a runner (the TestHost unless `program` names a dll or an executable) on `socket`
-    /// and waits until it accepts connections.
-    static member Ready(socket: string, ?env: (string * string) list, ?program: string) =
+    /// and waits until it accepts connections, for at most `readyWithin`. When it does not (it
+    /// timed out, exited, or the wait itself failed), its process tree is killed and the error
+    /// (RunnerNotReady when the wait ended) says why, with the runner's output.
+    static member Ready(socket: string, ?env: (string * string) list, ?program: string, ?readyWithin: TimeSpan) =
         let r = new Runner(socket, defaultArg env [], defaultArg program testHostDll.Value)
-        r.WaitReady()
-        r
+
+        try
+            r.WaitReady(defaultArg readyWithin Runner.DefaultReadyWithin)
+            r
+        with _ ->
+            (r :> IDisposable).Dispose()
+            reraise ()
 
     member _.Socket = socket
+
+    /// The runner's pid.
+    member _.Pid = p.Id
 
     /// What it wrote so far to stdout and stderr, in the order read.
     member _.Output: string list = lock lines (fun () -> List.ofSeq lines)
@@ -167,13 +309,18 @@ type Runner(socket: string, env: (string * string) list, ?program: string) =
         let output = String.Join("\n  ", r.Output)
         $"runner pid {p.Id} ({status}), output:\n  {output}"
 
-    /// Waits until the socket accepts a connection; fails with the output after 15 s or if the runner exits.
-    member r.WaitReady() =
+    /// Waits until the socket accepts a connection, for at most `within` (15 s by default). When
+    /// it does not, or the runner exits first, kills the runner's process tree and raises
+    /// RunnerNotReady with the output.
+    member r.WaitReady(?within: TimeSpan) =
+        let within = defaultArg within Runner.DefaultReadyWithin
         let clock = Stopwatch.StartNew()
 
         while not (accepts socket) do
-            if p.HasExited || clock.Elapsed > TimeSpan.FromSeconds 15.0 then
-                failwith $"the runner did not accept connections on {socket}: {r.Describe()}"
+            if p.HasExited || clock.Elapsed > within then
+                let why = if p.HasExited then "exited before it accepted connections" else $"did not accept connections within {within}"
+                r.Kill()
+                raise (RunnerNotReady(p.Id, $"the runner on {socket} {why}: {r.Describe()}"))
 
             Thread.Sleep 20
 
@@ -203,10 +350,19 @@ type Runner(socket: string, env: (string * string) list, ?program: string) =
     /// When this process saw the runner exit (wall clock).
     member _.ExitTime = p.ExitTime
 
+    /// Kills the runner and everything it started, at once, and waits until it is reaped.
+    member _.Kill() = killTree p
+
+    /// Leaves the runner running until the tests end (for a runner several tests share), when
+    /// it is killed with the ones a test left behind, but not reported as left behind.
+    member _.ServeUntilTestsEnd() = Live.forTheRun[p.Id] <- ()
+
     interface IDisposable with
         member _.Dispose() =
-            if not p.HasExited then
-                p.Kill true
-                p.WaitForExit()
+            killTree p
+            Live.runners.TryRemove p.Id |> ignore
+
+            for t in readers do
+                t.Join(TimeSpan.FromSeconds 5.0) |> ignore
 
             p.Dispose()
