@@ -242,9 +242,16 @@ type RunnerHost =
                 for key in RunnerConfiguration.unknownKeys builder.Configuration do
                     Log.unknownSetting.Invoke(logger, key, null)
 
+                let server = services.GetRequiredService<RunnerServer>()
+
                 task {
                     try
-                        do! host.RunAsync stopping.Token
+                        try
+                            do! host.RunAsync stopping.Token
+                        with :? OperationCanceledException when stopping.IsCancellationRequested ->
+                            // Stopped before the host had started: drain the server it never ran.
+                            do! server.StopAsync CancellationToken.None
+
                         return 0
                     finally
                         release ()

@@ -185,9 +185,11 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
     /// Stops accepting, answers every call already received within the shutdown timeout, removes the socket.
     member _.StopAsync(_: CancellationToken) : Task =
         task {
-            if not (isNull listener) then
+            let l = Interlocked.Exchange(&listener, null)
+
+            if not (isNull l) then
                 transport.Drain()
-                listener.Dispose()
+                l.Dispose()
 
                 try
                     File.Delete socketPath

@@ -7,4 +7,5 @@ open Expecto
 
 [<EntryPoint>]
 let main argv =
-    Tests.runTestsInAssemblyWithCLIArgs [] argv
+    // No spinner: it redraws from a timer, and the allocation checks count every byte of the process.
+    Tests.runTestsInAssemblyWithCLIArgs [ No_Spinner ] argv
