@@ -6,7 +6,8 @@
 //           (BENCH_ROUNDS, default 3, and BENCH_SECONDS, default 5, size the load runs)
 //   fuzz    send hostile frames to a runner process over its socket (FUZZ_FRAMES, default 100000)
 //   soak    mixed load on an in-process runner while sampling memory (SOAK_SECONDS, default 1800)
-//   pack    make the NuGet packages of the F# core and the C# facade into artifacts/packages
+//   pack    make the NuGet packages (core, C# facade, both test kits, the apisix-runner-try tool,
+//           the dotnet new templates) into artifacts/packages
 //   publish the sample runner as one self-contained file and as a Native AOT binary, in artifacts/publish
 //   run     start the sample runner (APISIX_LISTEN_ADDRESS defaults to unix:/tmp/runner.sock)
 #load "bench/Report.fsx"
@@ -261,11 +262,21 @@ let soak () =
     build ()
     if not (runSoak (envOr "SOAK_SECONDS" 1800) []) then exit 1
 
-let pack () =
-    build ()
+/// The packages a user references, the try tool, and (not in the solution: content only) the templates.
+let packageProjects =
+    [ "src/Apisix.Runner.fsproj"
+      "src/Runner.CSharp/Apisix.Runner.CSharp.csproj"
+      "src/Testing/Apisix.Runner.Testing.fsproj"
+      "src/Runner.CSharp.Testing/Apisix.Runner.CSharp.Testing.csproj"
+      "tools/Apisix.Runner.Cli/Apisix.Runner.Cli.fsproj" ]
 
-    for p in [ "src/Apisix.Runner.fsproj"; "src/Runner.CSharp/Apisix.Runner.CSharp.csproj" ] do
-        dotnet [ "pack"; Path.Combine(root, p); "-c"; "Release"; "--no-build"; "-o"; Path.Combine(root, "artifacts", "packages") ]
+let templatesProject = Path.Combine(root, "templates", "Apisix.Runner.Templates", "Apisix.Runner.Templates.csproj")
+
+/// Builds what it packs (warnings are errors in every project) and nothing else: a package does
+/// not wait for the test projects to build.
+let pack () =
+    for p in packageProjects @ [ templatesProject ] do
+        dotnet [ "pack"; Path.Combine(root, p); "-c"; "Release"; "-nologo"; "-o"; Path.Combine(root, "artifacts", "packages") ]
 
 /// The sample runner in the foreground: built first, then started on its socket. SIGTERM and SIGINT
 /// to this script reach the runner, which drains and removes its socket, so nothing is left behind.
