@@ -140,6 +140,24 @@ public sealed class TryToolTests(SampleRunnerProcess runner) : IClassFixture<Sam
     }
 }
 
+public class TryToolErrorTests
+{
+    // Errors a well-behaved runner gives only to a broken APISIX or on a plugin's failure: the
+    // tool's sentences for them, in-process.
+    [Theory]
+    [InlineData(Err.Code.BAD_REQUEST, "error: the runner could not read the HTTPReqCall (BAD_REQUEST).\n")]
+    [InlineData(Err.Code.SERVICE_UNAVAILABLE, "error: the runner could not serve the HTTPReqCall (SERVICE_UNAVAILABLE): a plugin failed")]
+    public void A_runner_error_in_a_call_says_what_APISIX_would_do(Err.Code code, string first)
+    {
+        var err = new StringWriter { NewLine = "\n" };
+
+        Cli.Report.failure(err, Cli.Conversation.Failure.NewRunnerError("HTTPReqCall", code));
+
+        Assert.StartsWith(first, err.ToString());
+        Assert.Contains("APISIX answers 503 on this request (or lets it through when the route sets allow_degradation).", err.ToString());
+    }
+}
+
 public sealed class TryToolExtraInfoTests(FSharpRunnerProcess runner) : IClassFixture<FSharpRunnerProcess>
 {
     [Fact]
