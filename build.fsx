@@ -6,9 +6,12 @@
 //           (BENCH_ROUNDS, default 3, and BENCH_SECONDS, default 5, size the load runs)
 //   fuzz    send hostile frames to a runner process over its socket (FUZZ_FRAMES, default 100000)
 //   soak    mixed load on an in-process runner while sampling memory (SOAK_SECONDS, default 1800)
-//   pack    make the NuGet packages of the F# core and the C# facade into artifacts/packages
+//   pack    make the NuGet packages (core, C# facade, both test kits, the apisix-runner-try tool,
+//           the dotnet new templates) into artifacts/packages
 //   publish the sample runner as one self-contained file and as a Native AOT binary, in artifacts/publish
 //   run     start the sample runner (APISIX_LISTEN_ADDRESS defaults to unix:/tmp/runner.sock)
+//   templates  the template round trip: pack, install the templates from the pack, instantiate both,
+//           build and test them against the packs, publish the C# one with Native AOT and serve a call
 #load "bench/Report.fsx"
 
 open System
@@ -261,11 +264,21 @@ let soak () =
     build ()
     if not (runSoak (envOr "SOAK_SECONDS" 1800) []) then exit 1
 
-let pack () =
-    build ()
+/// The packages a user references, the try tool, and (not in the solution: content only) the templates.
+let packageProjects =
+    [ "src/Apisix.Runner.fsproj"
+      "src/Runner.CSharp/Apisix.Runner.CSharp.csproj"
+      "src/Testing/Apisix.Runner.Testing.fsproj"
+      "src/Runner.CSharp.Testing/Apisix.Runner.CSharp.Testing.csproj"
+      "tools/Apisix.Runner.Cli/Apisix.Runner.Cli.fsproj" ]
 
-    for p in [ "src/Apisix.Runner.fsproj"; "src/Runner.CSharp/Apisix.Runner.CSharp.csproj" ] do
-        dotnet [ "pack"; Path.Combine(root, p); "-c"; "Release"; "--no-build"; "-o"; Path.Combine(root, "artifacts", "packages") ]
+let templatesProject = Path.Combine(root, "templates", "Apisix.Runner.Templates", "Apisix.Runner.Templates.csproj")
+
+/// Builds what it packs (warnings are errors in every project) and nothing else: a package does
+/// not wait for the test projects to build.
+let pack () =
+    for p in packageProjects @ [ templatesProject ] do
+        dotnet [ "pack"; Path.Combine(root, p); "-c"; "Release"; "-nologo"; "-o"; Path.Combine(root, "artifacts", "packages") ]
 
 /// The sample runner in the foreground: built first, then started on its socket. SIGTERM and SIGINT
 /// to this script reach the runner, which drains and removes its socket, so nothing is left behind.
@@ -299,6 +312,187 @@ let run () =
     runner.WaitForExit()
     exit runner.ExitCode
 
+/// The template round trip, as a new user meets the templates, outside this repository (so that
+/// nothing of it leaks in): the template package installed from the pack into a private template
+/// hive, both templates instantiated, built and tested against the packs (artifacts/packages
+/// first, through a private NuGet package folder, so that no older copy of the same version is
+/// used), the C# runner published with Native AOT and the F# one run with `dotnet`, each serving
+/// one call from the packed apisix-runner-try tool, then stopped with SIGTERM. Fails loudly at
+/// the first step that goes wrong and leaves its folder for a look; prints each step's time.
+let templates () =
+    pack ()
+    let packages = Path.Combine(artifacts, "packages")
+
+    let templatePackage =
+        DirectoryInfo(packages).GetFiles("Apisix.Runner.Templates.*.nupkg")
+        |> Array.maxBy (fun f -> f.LastWriteTimeUtc)
+
+    let version = templatePackage.Name.Substring("Apisix.Runner.Templates.".Length).Replace(".nupkg", "")
+    let work = Directory.CreateTempSubdirectory("apisix-runner-templates-").FullName
+    let hive = Path.Combine(work, "template-hive")
+
+    let env =
+        [ "NUGET_PACKAGES", Path.Combine(work, "nuget-packages")
+          "DOTNET_CLI_TELEMETRY_OPTOUT", "1"
+          "DOTNET_NOLOGO", "1"
+          "DOTNET_SKIP_FIRST_TIME_EXPERIENCE", "1" ]
+
+    let timings = Collections.Generic.List<string * TimeSpan>()
+
+    let step (name: string) (action: unit -> unit) =
+        printfn "templates: %s" name
+        let clock = Stopwatch.StartNew()
+
+        try
+            action ()
+        with e ->
+            eprintfn "templates: FAILED at '%s': %s" name e.Message
+            eprintfn "templates: the round trip's folder is left in %s" work
+            exit 1
+
+        timings.Add((name, clock.Elapsed))
+
+    let run (args: string list) =
+        match exec "dotnet" args env with
+        | 0, lines -> lines
+        | code, _ -> failwith $"dotnet {String.Join(' ', args)} exited with {code}"
+
+    /// `dotnet test`, which must run some tests and fail none.
+    let test (solution: string) =
+        let lines = run [ "test"; solution; "-c"; "Release"; "-nologo" ]
+        let summary = Regex(@"Passed!\s+-\s+Failed:\s+0,\s+Passed:\s+(\d+)")
+
+        if not (lines |> List.exists (fun l -> let m = summary.Match l in m.Success && int m.Groups[1].Value > 0)) then
+            failwith $"dotnet test {solution} ran no test"
+
+    /// Starts a runner on a socket in the work folder, plays one call at it with the tool, checks
+    /// the answer, and stops it as APISIX does (SIGTERM); the runner must exit with 0.
+    let serve (name: string) (file: string) (args: string list) (expect: string list) =
+        let socket = Path.Combine(work, $"{name}.sock")
+        let psi = ProcessStartInfo(file, args, UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true)
+        psi.Environment["APISIX_LISTEN_ADDRESS"] <- "unix:" + socket
+        psi.Environment["APISIX_CONF_EXPIRE_TIME"] <- "3600"
+        use runner = Process.Start psi
+        let output = Collections.Concurrent.ConcurrentQueue<string>()
+        runner.OutputDataReceived.Add(fun e -> if not (isNull e.Data) then output.Enqueue e.Data)
+        runner.ErrorDataReceived.Add(fun e -> if not (isNull e.Data) then output.Enqueue e.Data)
+        runner.BeginOutputReadLine()
+        runner.BeginErrorReadLine()
+        let clock = Stopwatch.StartNew()
+
+        try
+            while not (File.Exists socket) do
+                if runner.HasExited || clock.Elapsed > TimeSpan.FromSeconds 30.0 then
+                    failwith $"""{name} did not listen on {socket}: {String.Join('\n', output)}"""
+
+                Threading.Thread.Sleep 20
+
+            let tool = Path.Combine(work, "tool", "apisix-runner-try")
+
+            let code, lines =
+                exec tool [ "--socket"; socket; "--plugin"; """hello={"greeting":"hi"}"""; "--header"; "x-hello: ci" ] []
+
+            let answer = String.Join('\n', lines)
+
+            if code <> 0 then failwith $"apisix-runner-try exited with {code}"
+
+            for e in expect do
+                if not (answer.Contains e) then failwith $"the answer lacks '{e}'"
+        finally
+            if not runner.HasExited then exec "kill" [ "-TERM"; string runner.Id ] [] |> ignore
+
+        if not (runner.WaitForExit 10_000) then
+            runner.Kill()
+            failwith $"{name} did not stop within 10 s of SIGTERM"
+
+        if runner.ExitCode <> 0 then
+            failwith $"""{name} exited with {runner.ExitCode} on SIGTERM: {String.Join('\n', output)}"""
+
+    let csharp = Path.Combine(work, "HelloRunner")
+    let fsharp = Path.Combine(work, "HelloFs")
+
+    step "install the template package" (fun () -> run [ "new"; "install"; templatePackage.FullName; "--debug:custom-hive"; hive ] |> ignore)
+
+    step "dotnet new apisix-runner, apisix-runner-fsharp" (fun () ->
+        run [ "new"; "apisix-runner"; "-n"; "HelloRunner"; "-o"; csharp; "--debug:custom-hive"; hive ] |> ignore
+        run [ "new"; "apisix-runner-fsharp"; "-n"; "HelloFs"; "-o"; fsharp; "--debug:custom-hive"; hive ] |> ignore
+
+        for project in [ Path.Combine(csharp, "HelloRunner", "HelloRunner.csproj"); Path.Combine(fsharp, "HelloFs", "HelloFs.fsproj") ] do
+            if not (File.ReadAllText(project).Contains $"Version=\"{version}\"") then
+                failwith $"{project} does not reference the packages' version {version}")
+
+    // This repository's packs first (and only they may give Apisix.Runner*), then the packages this
+    // machine already has, then the sources it normally uses.
+    step "NuGet.config: the packs first" (fun () ->
+        let normal =
+            run [ "nuget"; "list"; "source"; "--format"; "short" ]
+            |> List.choose (fun l ->
+                match l.Trim().Split(' ', 2) with
+                | [| "E"; source |] -> Some source
+                | _ -> None)
+
+        let local = Environment.GetEnvironmentVariable "NUGET_PACKAGES"
+
+        let cache =
+            if String.IsNullOrEmpty local then
+                Path.Combine(Environment.GetFolderPath Environment.SpecialFolder.UserProfile, ".nuget", "packages")
+            else
+                local
+
+        let sources = ("machine-cache", cache) :: List.mapi (fun i s -> $"source-{i}", s) normal
+
+        File.WriteAllText(
+            Path.Combine(work, "NuGet.config"),
+            String.concat
+                "\n"
+                [ "<?xml version=\"1.0\" encoding=\"utf-8\"?>"
+                  "<configuration>"
+                  "  <packageSources>"
+                  "    <clear />"
+                  $"    <add key=\"apisix-runner\" value=\"{packages}\" />"
+                  for key, value in sources do
+                      $"    <add key=\"{key}\" value=\"{value}\" />"
+                  "  </packageSources>"
+                  "  <packageSourceMapping>"
+                  "    <packageSource key=\"apisix-runner\"><package pattern=\"Apisix.Runner*\" /></packageSource>"
+                  for key, _ in sources do
+                      $"    <packageSource key=\"{key}\"><package pattern=\"*\" /></packageSource>"
+                  "  </packageSourceMapping>"
+                  "</configuration>"
+                  "" ]
+        ))
+
+    step "C#: restore, build, test" (fun () -> test (Path.Combine(csharp, "HelloRunner.slnx")))
+    step "F#: restore, build, test" (fun () -> test (Path.Combine(fsharp, "HelloFs.slnx")))
+
+    step "C#: publish with Native AOT" (fun () ->
+        run [ "publish"; Path.Combine(csharp, "HelloRunner", "HelloRunner.csproj"); "-c"; "Release"; "-r"; "linux-x64"; "-o"; Path.Combine(work, "aot") ]
+        |> ignore
+
+        let binary = FileInfo(Path.Combine(work, "aot", "HelloRunner"))
+        if not binary.Exists then failwith "the publish made no HelloRunner executable"
+        if File.Exists(Path.Combine(work, "aot", "HelloRunner.dll")) then failwith "the publish made a JIT runner, not Native AOT"
+        printfn "templates: Native AOT binary %s, %.1f MB" binary.FullName (float binary.Length / 1048576.0))
+
+    step "install apisix-runner-try from the pack" (fun () ->
+        run [ "tool"; "install"; "Apisix.Runner.Cli"; "--version"; version; "--tool-path"; Path.Combine(work, "tool"); "--add-source"; packages ]
+        |> ignore)
+
+    step "C#: the AOT runner serves a call" (fun () ->
+        serve "HelloRunner" (Path.Combine(work, "aot", "HelloRunner")) [] [ "answer: Stop"; "hi, ci"; "content-type: text/plain" ])
+
+    step "F#: the runner serves a call" (fun () ->
+        let dll = Path.Combine(fsharp, "HelloFs", "bin", "Release", "net10.0", "HelloFs.dll")
+        serve "HelloFs" "dotnet" [ dll ] [ "answer: Stop"; "hi, ci"; "x-runner: fsharp" ])
+
+    Directory.Delete(work, true)
+    printfn "templates: the round trip passed"
+
+    for name, elapsed in timings do
+        printfn "  %6.1f s  %s" elapsed.TotalSeconds name
+
+    printfn "  %6.1f s  in all (after pack)" (timings |> Seq.sumBy (fun (_, t) -> t.TotalSeconds))
+
 match fsi.CommandLineArgs |> Array.skip 1 |> List.ofArray with
 | [ "build" ] -> build ()
 | [ "test" ] -> test ()
@@ -308,6 +502,7 @@ match fsi.CommandLineArgs |> Array.skip 1 |> List.ofArray with
 | [ "pack" ] -> pack ()
 | [ "publish" ] -> publish ()
 | [ "run" ] -> run ()
+| [ "templates" ] -> templates ()
 | args ->
-    eprintfn "usage: dotnet fsi build.fsx build|test|bench|fuzz|soak|pack|publish|run (got: %s)" (String.Join(' ', args))
+    eprintfn "usage: dotnet fsi build.fsx build|test|bench|fuzz|soak|pack|publish|run|templates (got: %s)" (String.Join(' ', args))
     exit 2

@@ -9,10 +9,21 @@ namespace Apisix.Runner.Samples.Tests.Samples;
 /// <summary>
 /// The sample runner process, started as APISIX starts it: the two environment variables, nothing
 /// else. It is the build's SampleRunner.dll, or the executable named by APISIX_SAMPLE_RUNNER (to
-/// check a published runner, such as a trimmed or single-file one).
+/// check a published runner, such as a trimmed or single-file one); or another runner of the
+/// build, such as FSharpRunner.dll.
 /// </summary>
-public sealed class SampleRunnerProcess : IAsyncLifetime
+public class SampleRunnerProcess : IAsyncLifetime
 {
+    private readonly string _assembly;
+
+    public SampleRunnerProcess()
+        : this("SampleRunner.dll")
+    {
+    }
+
+    /// <summary>Another runner of the build (one public constructor only: xunit makes fixtures with it).</summary>
+    protected SampleRunnerProcess(string assembly) => _assembly = assembly;
+
     private readonly string _directory = Directory.CreateTempSubdirectory("a6-sample-").FullName;
     private readonly ConcurrentQueue<string> _output = new();
     private Process? _process;
@@ -25,7 +36,7 @@ public sealed class SampleRunnerProcess : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        var published = Environment.GetEnvironmentVariable("APISIX_SAMPLE_RUNNER");
+        var published = _assembly == "SampleRunner.dll" ? Environment.GetEnvironmentVariable("APISIX_SAMPLE_RUNNER") : null;
         var start = new ProcessStartInfo(string.IsNullOrEmpty(published) ? Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet" : published)
         {
             RedirectStandardOutput = true,
@@ -36,7 +47,7 @@ public sealed class SampleRunnerProcess : IAsyncLifetime
 
         if (string.IsNullOrEmpty(published))
         {
-            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "SampleRunner.dll"));
+            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, _assembly));
         }
 
         _process = Process.Start(start)!;
@@ -51,7 +62,7 @@ public sealed class SampleRunnerProcess : IAsyncLifetime
         {
             if (_process.HasExited || clock.Elapsed > TimeSpan.FromSeconds(30))
             {
-                throw new InvalidOperationException($"the sample runner did not listen on {SocketPath}:\n{Output}");
+                throw new InvalidOperationException($"{_assembly} did not listen on {SocketPath}:\n{Output}");
             }
 
             await Task.Delay(50);
