@@ -40,7 +40,7 @@ type internal Call() =
     /// The answer frame: in the request phase a Stop (status 200 unless set), a Rewrite of only
     /// what changed, or no action when nothing did; in the response phase the changed status and
     /// body, and the whole header set when any header changed.
-    member _.Encode(builder: FlatBufferBuilder, decision: Decision) =
+    member _.Encode(builder: FrameBuilder, decision: Decision) =
         match request.Phase, decision with
         | CallPhase.Request, Decision.Stop ->
             let status = if response.StatusChange = 0us then 200us else response.StatusChange
