@@ -222,6 +222,8 @@ let write (docs: string) (rounds: int) (seconds: int) (scenarios: (string * Run 
     add ""
     add (File.ReadAllText(Path.Combine(__SOURCE_DIRECTORY__, "analysis.md")))
     add ""
+    add (File.ReadAllText(Path.Combine(__SOURCE_DIRECTORY__, "google-flatbuffers.md")))
+    add ""
     add "## Reproduce"
     add ""
     add "```sh"

@@ -253,47 +253,47 @@ module Encode =
     let inline private span (entries: TextEntry[]) = ReadOnlySpan entries
     let inline private bytes (value: byte[]) = ReadOnlySpan value
 
-    let prepareConfReq (b: FlatBufferBuilder) (m: PrepareConf.Req) = Write.prepareConfReq (b, span m.Conf, m.Key)
+    let prepareConfReq (b: FrameBuilder) (m: PrepareConf.Req) = Write.prepareConfReq (b, span m.Conf, m.Key)
 
-    let prepareConfResp (b: FlatBufferBuilder) (m: PrepareConf.Resp) = Write.prepareConfResp (b, m.ConfToken)
+    let prepareConfResp (b: FrameBuilder) (m: PrepareConf.Resp) = Write.prepareConfResp (b, m.ConfToken)
 
-    let httpReqCallReq (b: FlatBufferBuilder) (m: HttpReqCall.Req) =
+    let httpReqCallReq (b: FrameBuilder) (m: HttpReqCall.Req) =
         Write.httpReqCallReq (b, m.Id, bytes m.SrcIp, m.Method, m.Path, span m.Args, span m.Headers, m.ConfToken)
 
-    let httpReqCallResp (b: FlatBufferBuilder) (m: HttpReqCall.Resp) =
+    let httpReqCallResp (b: FrameBuilder) (m: HttpReqCall.Resp) =
         match m.Action with
         | HttpReqCall.NoAction -> Write.httpReqCallContinue (b, m.Id)
         | HttpReqCall.Stop s -> Write.httpReqCallStop (b, m.Id, s.Status, span s.Headers, bytes s.Body)
         | HttpReqCall.Rewrite w ->
             Write.httpReqCallRewrite (b, m.Id, w.Path, span w.Headers, span w.Args, span w.RespHeaders, bytes w.Body)
 
-    let extraInfoReq (b: FlatBufferBuilder) (info: ExtraInfo.Info) =
+    let extraInfoReq (b: FrameBuilder) (info: ExtraInfo.Info) =
         match info with
         | ExtraInfo.Var name -> Write.extraInfoReq (b, Schema.Info.Var, name)
         | ExtraInfo.ReqBody -> Write.extraInfoReq (b, Schema.Info.ReqBody, null)
         | ExtraInfo.RespBody -> Write.extraInfoReq (b, Schema.Info.RespBody, null)
 
-    let extraInfoResp (b: FlatBufferBuilder) (m: ExtraInfo.Resp) =
+    let extraInfoResp (b: FrameBuilder) (m: ExtraInfo.Resp) =
         match m.Result with
         | ValueSome result -> Write.extraInfoResp (b, true, bytes result)
         | ValueNone -> Write.extraInfoResp (b, false, ReadOnlySpan.Empty)
 
-    let httpRespCallReq (b: FlatBufferBuilder) (m: HttpRespCall.Req) =
+    let httpRespCallReq (b: FrameBuilder) (m: HttpRespCall.Req) =
         Write.httpRespCallReq (b, m.Id, m.Status, span m.Headers, m.ConfToken)
 
-    let httpRespCallResp (b: FlatBufferBuilder) (m: HttpRespCall.Resp) =
+    let httpRespCallResp (b: FrameBuilder) (m: HttpRespCall.Resp) =
         Write.httpRespCallResp (b, m.Id, m.Status, span m.Headers, bytes m.Body)
 
-    let errResp (b: FlatBufferBuilder) (code: Err.Code) = Write.errResp (b, code)
+    let errResp (b: FrameBuilder) (code: Err.Code) = Write.errResp (b, code)
 
-    let apisixMessage (b: FlatBufferBuilder) (m: ApisixMessage) =
+    let apisixMessage (b: FrameBuilder) (m: ApisixMessage) =
         match m with
         | PrepareConfReq x -> prepareConfReq b x
         | HttpReqCallReq x -> httpReqCallReq b x
         | ExtraInfoResp x -> extraInfoResp b x
         | HttpRespCallReq x -> httpRespCallReq b x
 
-    let runnerMessage (b: FlatBufferBuilder) (m: RunnerMessage) =
+    let runnerMessage (b: FrameBuilder) (m: RunnerMessage) =
         match m with
         | PrepareConfResp x -> prepareConfResp b x
         | HttpReqCallResp x -> httpReqCallResp b x

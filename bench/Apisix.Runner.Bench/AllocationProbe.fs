@@ -26,8 +26,8 @@ let private plugins =
           req.SetBody newBody
           proceed) ]
 
-let private frameOf (encode: FlatBufferBuilder -> Result<ReadOnlyMemory<byte>, EncodeError>) =
-    use b = new FlatBufferBuilder()
+let private frameOf (encode: FrameBuilder -> Result<ReadOnlyMemory<byte>, EncodeError>) =
+    use b = new FrameBuilder()
 
     match encode b with
     | Ok f -> f.ToArray()

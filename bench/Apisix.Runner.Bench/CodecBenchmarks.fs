@@ -12,7 +12,7 @@ type CodecBenchmarks() =
     let mutable frame: byte[] = [||]
     let mutable body = ReadOnlyMemory<byte>.Empty
     let mutable frameSequence = ReadOnlySequence<byte>.Empty
-    let mutable builder: FlatBufferBuilder = null
+    let mutable builder: FrameBuilder = null
 
     static let fail (what: string) = raise (InvalidOperationException what)
 
@@ -21,7 +21,7 @@ type CodecBenchmarks() =
         frame <- Requests.requestFrame ()
         body <- Requests.bodyOf frame
         frameSequence <- ReadOnlySequence<byte>(frame)
-        builder <- new FlatBufferBuilder()
+        builder <- new FrameBuilder()
 
         // Check the inputs once, and warm the builder so its buffer already has its final size.
         match Decode.httpReqCallReq body.Span with

@@ -36,7 +36,7 @@ let request: HttpReqCall.Req =
 
 /// The whole frame (4-byte header + FlatBuffers body) of `request`, as APISIX would send it.
 let requestFrame () : byte[] =
-    use b = new FlatBufferBuilder()
+    use b = new FrameBuilder()
 
     match Encode.httpReqCallReq b request with
     | Ok frame -> frame.ToArray()

@@ -8,14 +8,14 @@ open Apisix.Runner
 [<MemoryDiagnoser>]
 type ViewBenchmarks() =
     let mutable body = ReadOnlyMemory<byte>.Empty
-    let mutable builder: FlatBufferBuilder = null
+    let mutable builder: FrameBuilder = null
 
     static let fail (what: string) = raise (InvalidOperationException what)
 
     [<GlobalSetup>]
     member _.Setup() =
         body <- Requests.bodyOf (Requests.requestFrame ())
-        builder <- new FlatBufferBuilder()
+        builder <- new FrameBuilder()
 
         match HttpReqCallView.Read body with
         | Ok v when Decode.ofRequestView v = Requests.request -> ()

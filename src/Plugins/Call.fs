@@ -76,7 +76,7 @@ type internal Call() =
     /// The answer frame: in the request phase a Stop (status 200 unless set), a Rewrite of only
     /// what changed, or no action when nothing did; in the response phase the changed status and
     /// body, and the whole header set when any header changed.
-    member c.Encode(builder: FlatBufferBuilder, decision: Decision) =
+    member c.Encode(builder: FrameBuilder, decision: Decision) =
         match c.Outcome decision with
         | Outcome.Stop ->
             let status = if response.StatusChange = 0us then 200us else response.StatusChange

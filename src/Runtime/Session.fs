@@ -30,8 +30,8 @@ type internal Link =
 [<Sealed>]
 type internal Session(io: IConnectionIo, ctx: RunnerContext) =
     let input = FrameReader(ctx.Options.MaxFrameBytes)
-    let answers = new FlatBufferBuilder(1024)
-    let asks = new FlatBufferBuilder(256)
+    let answers = new FrameBuilder(1024)
+    let asks = new FrameBuilder(256)
     let batch = ArrayBufferWriter<byte>(256)
     let call = Call()
     let gate = new SemaphoreSlim(1, 1)
@@ -57,10 +57,14 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
         ReadOnlyMemory(callBody, 0, n)
 
     // A large body is not kept for the connection's whole life: memory per idle connection stays small.
+    // The same for the builders once the frame is served (its answers are sent by then).
     let releaseBody () =
         if callBody.Length > 65536 then
             ArrayPool<byte>.Shared.Return callBody
             callBody <- ArrayPool<byte>.Shared.Rent 4096
+
+        answers.Trim()
+        asks.Trim()
 
     let breakLink (reason: string) =
         if link = Open then link <- Broken reason

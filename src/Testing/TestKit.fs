@@ -163,8 +163,8 @@ type PluginTestKit =
         Chain.build registry [| for plugin, json in conf -> TextEntry.Set(plugin.Name, json) |]
 
     /// The body of a frame that `write` encodes, copied out of the builder.
-    static member private Body(write: FlatBufferBuilder -> Result<ReadOnlyMemory<byte>, EncodeError>) =
-        use builder = new FlatBufferBuilder()
+    static member private Body(write: FrameBuilder -> Result<ReadOnlyMemory<byte>, EncodeError>) =
+        use builder = new FrameBuilder()
 
         match write builder with
         | Ok frame -> ReadOnlyMemory(frame.Slice(Frame.HeaderLength).ToArray())
@@ -172,7 +172,7 @@ type PluginTestKit =
 
     static member private Run(phase: ChainPhase, source: TableSource, start: Call -> unit, decode) =
         task {
-            use builder = new FlatBufferBuilder()
+            use builder = new FrameBuilder()
             let call = Call()
             start call
 

@@ -4,7 +4,8 @@ open System
 
 /// Why a message could not be encoded.
 type EncodeError =
-    /// The encoded body would exceed the 24-bit frame length limit.
+    /// The encoded body would exceed the 24-bit frame length limit. The length is exact up to
+    /// 32 MiB of encoded data; beyond that the builder stops early and the length is a lower bound.
     | FrameTooLarge of bodyLength: int
 
     member e.Describe() =
@@ -14,71 +15,73 @@ type EncodeError =
 /// Writes every message of the schema as one whole frame (header included) into a reusable
 /// builder, from spans and scalars, so that the hot path builds no records. The returned memory
 /// belongs to the builder and is valid until its next frame; nothing is allocated once the
-/// builder's buffer has grown to the frame's size. An entry's null value is written as absent.
+/// builder's array has grown to the frame's size. No input makes an encoder throw: a frame too
+/// large for the 24-bit length is an error value.
+/// Google's builder writes back to front, so each encoder writes the children (strings, vectors,
+/// tables) before the table that points to them. What is absent stays absent: a null string and
+/// an entry's null value are left out, so are empty entry lists and empty byte vectors (the
+/// protocol reads them as "no change"), except where present-but-empty means something
+/// (ExtraInfo.Resp's result). Scalars are always written, zero included.
 module Write =
-    let private finish (b: FlatBufferBuilder) : Result<ReadOnlyMemory<byte>, EncodeError> =
-        match b.EndFrame() with
+    let private finish (b: FrameBuilder, frameType: FrameType, root: int) : Result<ReadOnlyMemory<byte>, EncodeError> =
+        match b.Finish(frameType, root) with
         | Ok frame -> Ok frame
         | Error n -> Error(FrameTooLarge n)
 
+    let private tooLarge (atLeast: int) : Result<ReadOnlyMemory<byte>, EncodeError> = Error(FrameTooLarge atLeast)
+
     let private orEmpty (s: string) = if isNull s then "" else s
 
-    let private entry (b: FlatBufferBuilder, e: TextEntry) : int =
-        let t = b.BeginTable Schema.TextEntry.Fields
-        let name = b.AddOffset Schema.TextEntry.Name
-        let value = if e.HasValue then b.AddOffset Schema.TextEntry.Value else 0
-        b.EndTable()
-        b.Patch(name, b.String(orEmpty e.Name))
-        if e.HasValue then b.Patch(value, b.String e.Value)
-        t
+    /// A string that may be absent: 0 (left out) when null.
+    let private optString (b: FrameBuilder, value: string) = if isNull value then 0 else b.String value
 
-    /// Adds a [TextEntry] field when there are entries; returns the patch position (0 when left out).
-    let private addEntries (b: FlatBufferBuilder, slot: int, entries: ReadOnlySpan<TextEntry>) =
-        if entries.IsEmpty then 0 else b.AddOffset slot
+    /// A [ubyte] field: 0 (left out) when empty.
+    let private optBytes (b: FrameBuilder, value: ReadOnlySpan<byte>) = if value.IsEmpty then 0 else b.Bytes value
 
-    let private writeEntries (b: FlatBufferBuilder, at: int, entries: ReadOnlySpan<TextEntry>) =
-        if at <> 0 then
-            let v = b.OffsetVector entries.Length
-            b.Patch(at, v)
+    /// A [TextEntry] field: 0 (left out) when there are no entries. A null name is written as "".
+    let private entries (b: FrameBuilder, items: ReadOnlySpan<TextEntry>) : int =
+        if items.IsEmpty then
+            0
+        else
+            let offsets = b.Elements items.Length
 
-            for i in 0 .. entries.Length - 1 do
-                b.Patch(v + 4 + 4 * i, entry (b, entries[i]))
+            for i in 0 .. items.Length - 1 do
+                let e = items[i]
+                let name = b.String(orEmpty e.Name)
+                let value = optString (b, e.Value)
+                b.StartTable Schema.TextEntry.Fields
+                b.Offset(Schema.TextEntry.Name, name)
+                b.Offset(Schema.TextEntry.Value, value)
+                offsets[i] <- b.EndTable()
 
-    let private addBytes (b: FlatBufferBuilder, slot: int, bytes: ReadOnlySpan<byte>) =
-        if bytes.IsEmpty then 0 else b.AddOffset slot
-
-    let private writeBytes (b: FlatBufferBuilder, at: int, bytes: ReadOnlySpan<byte>) =
-        if at <> 0 then b.Patch(at, b.Bytes bytes)
-
-    /// A string field that may be absent (null).
-    let private addString (b: FlatBufferBuilder, slot: int, value: string) =
-        if isNull value then 0 else b.AddOffset slot
-
-    let private writeString (b: FlatBufferBuilder, at: int, value: string) =
-        if at <> 0 then b.Patch(at, b.String value)
+            b.Vector items.Length
 
     /// PrepareConf.Req (APISIX's side): the plugins of a route, and its idempotency key (null: none).
-    let prepareConfReq (b: FlatBufferBuilder, conf: ReadOnlySpan<TextEntry>, key: string) =
-        b.BeginFrame FrameType.PrepareConf
-        b.SetRoot(b.BeginTable Schema.PrepareConfReq.Fields)
-        let c = addEntries (b, Schema.PrepareConfReq.Conf, conf)
-        let k = addString (b, Schema.PrepareConfReq.Key, key)
-        b.EndTable()
-        writeEntries (b, c, conf)
-        writeString (b, k, key)
-        finish b
+    let prepareConfReq (b: FrameBuilder, conf: ReadOnlySpan<TextEntry>, key: string) =
+        try
+            b.Begin()
+            let c = entries (b, conf)
+            let k = optString (b, key)
+            b.StartTable Schema.PrepareConfReq.Fields
+            b.Offset(Schema.PrepareConfReq.Conf, c)
+            b.Offset(Schema.PrepareConfReq.Key, k)
+            finish (b, FrameType.PrepareConf, b.EndTable())
+        with FrameOverflow n ->
+            tooLarge n
 
-    let prepareConfResp (b: FlatBufferBuilder, token: uint32) =
-        b.BeginFrame FrameType.PrepareConf
-        b.SetRoot(b.BeginTable Schema.PrepareConfResp.Fields)
-        b.AddU32(Schema.PrepareConfResp.ConfToken, token)
-        b.EndTable()
-        finish b
+    let prepareConfResp (b: FrameBuilder, token: uint32) =
+        try
+            b.Begin()
+            b.StartTable Schema.PrepareConfResp.Fields
+            b.U32(Schema.PrepareConfResp.ConfToken, token)
+            finish (b, FrameType.PrepareConf, b.EndTable())
+        with FrameOverflow n ->
+            tooLarge n
 
-    /// HTTPReqCall.Req (APISIX's side).
+    /// HTTPReqCall.Req (APISIX's side). A null path is written as "".
     let httpReqCallReq
         (
-            b: FlatBufferBuilder,
+            b: FrameBuilder,
             id: uint32,
             srcIp: ReadOnlySpan<byte>,
             methd: Method,
@@ -87,53 +90,61 @@ module Write =
             headers: ReadOnlySpan<TextEntry>,
             token: uint32
         ) =
-        b.BeginFrame FrameType.HttpReqCall
-        b.SetRoot(b.BeginTable Schema.HttpReqCallReq.Fields)
-        b.AddU32(Schema.HttpReqCallReq.Id, id)
-        b.AddU32(Schema.HttpReqCallReq.ConfToken, token)
-        let ip = addBytes (b, Schema.HttpReqCallReq.SrcIp, srcIp)
-        let p = b.AddOffset Schema.HttpReqCallReq.Path
-        let a = addEntries (b, Schema.HttpReqCallReq.Args, args)
-        let h = addEntries (b, Schema.HttpReqCallReq.Headers, headers)
-        b.AddU8(Schema.HttpReqCallReq.Method, byte methd)
-        b.EndTable()
-        writeBytes (b, ip, srcIp)
-        b.Patch(p, b.String(orEmpty path))
-        writeEntries (b, a, args)
-        writeEntries (b, h, headers)
-        finish b
+        try
+            b.Begin()
+            let ip = optBytes (b, srcIp)
+            let p = b.String(orEmpty path)
+            let a = entries (b, args)
+            let h = entries (b, headers)
+            b.StartTable Schema.HttpReqCallReq.Fields
+            b.U32(Schema.HttpReqCallReq.Id, id)
+            b.U32(Schema.HttpReqCallReq.ConfToken, token)
+            b.Offset(Schema.HttpReqCallReq.SrcIp, ip)
+            b.Offset(Schema.HttpReqCallReq.Path, p)
+            b.Offset(Schema.HttpReqCallReq.Args, a)
+            b.Offset(Schema.HttpReqCallReq.Headers, h)
+            b.U8(Schema.HttpReqCallReq.Method, byte methd)
+            finish (b, FrameType.HttpReqCall, b.EndTable())
+        with FrameOverflow n ->
+            tooLarge n
 
-    /// Starts an HTTPReqCall.Resp with an action of type `tag`; returns the patch position of the action.
-    let private beginAction (b: FlatBufferBuilder, id: uint32, tag: byte) =
-        b.BeginFrame FrameType.HttpReqCall
-        b.SetRoot(b.BeginTable Schema.HttpReqCallResp.Fields)
-        b.AddU32(Schema.HttpReqCallResp.Id, id)
-        let at = if tag = Schema.Action.None then 0 else b.AddOffset Schema.HttpReqCallResp.Action
-        if tag <> Schema.Action.None then b.AddU8(Schema.HttpReqCallResp.ActionType, tag)
-        b.EndTable()
-        at
+    /// Finishes an HTTPReqCall.Resp whose action table (of type `tag`) is written; no action for Schema.Action.None.
+    let private httpReqCallResp (b: FrameBuilder, id: uint32, tag: byte, action: int) =
+        b.StartTable Schema.HttpReqCallResp.Fields
+        b.U32(Schema.HttpReqCallResp.Id, id)
+
+        if tag <> Schema.Action.None then
+            b.Offset(Schema.HttpReqCallResp.Action, action)
+            b.U8(Schema.HttpReqCallResp.ActionType, tag)
+
+        finish (b, FrameType.HttpReqCall, b.EndTable())
 
     /// HTTPReqCall.Resp without an action: the request goes on unchanged.
-    let httpReqCallContinue (b: FlatBufferBuilder, id: uint32) =
-        beginAction (b, id, Schema.Action.None) |> ignore
-        finish b
+    let httpReqCallContinue (b: FrameBuilder, id: uint32) =
+        try
+            b.Begin()
+            httpReqCallResp (b, id, Schema.Action.None, 0)
+        with FrameOverflow n ->
+            tooLarge n
 
-    /// HTTPReqCall.Resp with a Stop: APISIX answers the client itself.
-    let httpReqCallStop (b: FlatBufferBuilder, id: uint32, status: uint16, headers: ReadOnlySpan<TextEntry>, body: ReadOnlySpan<byte>) =
-        let at = beginAction (b, id, Schema.Action.Stop)
-        b.Patch(at, b.BeginTable Schema.Stop.Fields)
-        let h = addEntries (b, Schema.Stop.Headers, headers)
-        let content = addBytes (b, Schema.Stop.Body, body)
-        b.AddU16(Schema.Stop.Status, status)
-        b.EndTable()
-        writeEntries (b, h, headers)
-        writeBytes (b, content, body)
-        finish b
+    /// HTTPReqCall.Resp with a Stop: APISIX answers the client itself. The status is written even when 0.
+    let httpReqCallStop (b: FrameBuilder, id: uint32, status: uint16, headers: ReadOnlySpan<TextEntry>, body: ReadOnlySpan<byte>) =
+        try
+            b.Begin()
+            let h = entries (b, headers)
+            let content = optBytes (b, body)
+            b.StartTable Schema.Stop.Fields
+            b.Offset(Schema.Stop.Headers, h)
+            b.Offset(Schema.Stop.Body, content)
+            b.U16(Schema.Stop.Status, status)
+            httpReqCallResp (b, id, Schema.Action.Stop, b.EndTable())
+        with FrameOverflow n ->
+            tooLarge n
 
     /// HTTPReqCall.Resp with a Rewrite: the request goes on, changed. A null path leaves it as it is.
     let httpReqCallRewrite
         (
-            b: FlatBufferBuilder,
+            b: FrameBuilder,
             id: uint32,
             path: string,
             headers: ReadOnlySpan<TextEntry>,
@@ -141,77 +152,92 @@ module Write =
             respHeaders: ReadOnlySpan<TextEntry>,
             body: ReadOnlySpan<byte>
         ) =
-        let at = beginAction (b, id, Schema.Action.Rewrite)
-        b.Patch(at, b.BeginTable Schema.Rewrite.Fields)
-        let p = addString (b, Schema.Rewrite.Path, path)
-        let h = addEntries (b, Schema.Rewrite.Headers, headers)
-        let a = addEntries (b, Schema.Rewrite.Args, args)
-        let r = addEntries (b, Schema.Rewrite.RespHeaders, respHeaders)
-        let content = addBytes (b, Schema.Rewrite.Body, body)
-        b.EndTable()
-        writeString (b, p, path)
-        writeEntries (b, h, headers)
-        writeEntries (b, a, args)
-        writeEntries (b, r, respHeaders)
-        writeBytes (b, content, body)
-        finish b
+        try
+            b.Begin()
+            let p = optString (b, path)
+            let h = entries (b, headers)
+            let a = entries (b, args)
+            let r = entries (b, respHeaders)
+            let content = optBytes (b, body)
+            b.StartTable Schema.Rewrite.Fields
+            b.Offset(Schema.Rewrite.Path, p)
+            b.Offset(Schema.Rewrite.Headers, h)
+            b.Offset(Schema.Rewrite.Args, a)
+            b.Offset(Schema.Rewrite.RespHeaders, r)
+            b.Offset(Schema.Rewrite.Body, content)
+            httpReqCallResp (b, id, Schema.Action.Rewrite, b.EndTable())
+        with FrameOverflow n ->
+            tooLarge n
 
-    /// ExtraInfo.Req: `tag` is one of Schema.Info's; `varName` is the variable for Schema.Info.Var.
-    let extraInfoReq (b: FlatBufferBuilder, tag: byte, varName: string) =
-        b.BeginFrame FrameType.ExtraInfo
-        b.SetRoot(b.BeginTable Schema.ExtraInfoReq.Fields)
-        let at = b.AddOffset Schema.ExtraInfoReq.Info
-        b.AddU8(Schema.ExtraInfoReq.InfoType, tag)
-        b.EndTable()
+    /// ExtraInfo.Req: `tag` is one of Schema.Info's; `varName` is the variable for Schema.Info.Var
+    /// (null is written as ""). The bodies are asked for with an empty table.
+    let extraInfoReq (b: FrameBuilder, tag: byte, varName: string) =
+        try
+            b.Begin()
 
-        if tag = Schema.Info.Var then
-            b.Patch(at, b.BeginTable Schema.ExtraInfoVar.Fields)
-            let n = b.AddOffset Schema.ExtraInfoVar.Name
-            b.EndTable()
-            b.Patch(n, b.String(orEmpty varName))
-        else
-            b.Patch(at, b.BeginTable 0)
-            b.EndTable()
+            let info =
+                if tag = Schema.Info.Var then
+                    let name = b.String(orEmpty varName)
+                    b.StartTable Schema.ExtraInfoVar.Fields
+                    b.Offset(Schema.ExtraInfoVar.Name, name)
+                    b.EndTable()
+                else
+                    b.StartTable Schema.ExtraInfoBody.Fields
+                    b.EndTable()
 
-        finish b
+            b.StartTable Schema.ExtraInfoReq.Fields
+            b.Offset(Schema.ExtraInfoReq.Info, info)
+            b.U8(Schema.ExtraInfoReq.InfoType, tag)
+            finish (b, FrameType.ExtraInfo, b.EndTable())
+        with FrameOverflow n ->
+            tooLarge n
 
-    /// ExtraInfo.Resp (APISIX's side); an absent result when `present` is false.
-    let extraInfoResp (b: FlatBufferBuilder, present: bool, result: ReadOnlySpan<byte>) =
-        b.BeginFrame FrameType.ExtraInfo
-        b.SetRoot(b.BeginTable Schema.ExtraInfoResp.Fields)
-        let at = if present then b.AddOffset Schema.ExtraInfoResp.Result else 0
-        b.EndTable()
-        if present then b.Patch(at, b.Bytes result)
-        finish b
+    /// ExtraInfo.Resp (APISIX's side): an absent result when `present` is false; present and
+    /// empty when `result` is empty.
+    let extraInfoResp (b: FrameBuilder, present: bool, result: ReadOnlySpan<byte>) =
+        try
+            b.Begin()
+            let r = if present then b.Bytes result else 0
+            b.StartTable Schema.ExtraInfoResp.Fields
+            b.Offset(Schema.ExtraInfoResp.Result, r)
+            finish (b, FrameType.ExtraInfo, b.EndTable())
+        with FrameOverflow n ->
+            tooLarge n
 
     /// HTTPRespCall.Req (APISIX's side).
-    let httpRespCallReq (b: FlatBufferBuilder, id: uint32, status: uint16, headers: ReadOnlySpan<TextEntry>, token: uint32) =
-        b.BeginFrame FrameType.HttpRespCall
-        b.SetRoot(b.BeginTable Schema.HttpRespCallReq.Fields)
-        b.AddU32(Schema.HttpRespCallReq.Id, id)
-        b.AddU32(Schema.HttpRespCallReq.ConfToken, token)
-        let h = addEntries (b, Schema.HttpRespCallReq.Headers, headers)
-        b.AddU16(Schema.HttpRespCallReq.Status, status)
-        b.EndTable()
-        writeEntries (b, h, headers)
-        finish b
+    let httpRespCallReq (b: FrameBuilder, id: uint32, status: uint16, headers: ReadOnlySpan<TextEntry>, token: uint32) =
+        try
+            b.Begin()
+            let h = entries (b, headers)
+            b.StartTable Schema.HttpRespCallReq.Fields
+            b.U32(Schema.HttpRespCallReq.Id, id)
+            b.U32(Schema.HttpRespCallReq.ConfToken, token)
+            b.Offset(Schema.HttpRespCallReq.Headers, h)
+            b.U16(Schema.HttpRespCallReq.Status, status)
+            finish (b, FrameType.HttpRespCall, b.EndTable())
+        with FrameOverflow n ->
+            tooLarge n
 
     /// HTTPRespCall.Resp: status 0, no headers and an empty body keep the upstream's.
-    let httpRespCallResp (b: FlatBufferBuilder, id: uint32, status: uint16, headers: ReadOnlySpan<TextEntry>, body: ReadOnlySpan<byte>) =
-        b.BeginFrame FrameType.HttpRespCall
-        b.SetRoot(b.BeginTable Schema.HttpRespCallResp.Fields)
-        b.AddU32(Schema.HttpRespCallResp.Id, id)
-        let h = addEntries (b, Schema.HttpRespCallResp.Headers, headers)
-        let content = addBytes (b, Schema.HttpRespCallResp.Body, body)
-        b.AddU16(Schema.HttpRespCallResp.Status, status)
-        b.EndTable()
-        writeEntries (b, h, headers)
-        writeBytes (b, content, body)
-        finish b
+    let httpRespCallResp (b: FrameBuilder, id: uint32, status: uint16, headers: ReadOnlySpan<TextEntry>, body: ReadOnlySpan<byte>) =
+        try
+            b.Begin()
+            let h = entries (b, headers)
+            let content = optBytes (b, body)
+            b.StartTable Schema.HttpRespCallResp.Fields
+            b.U32(Schema.HttpRespCallResp.Id, id)
+            b.Offset(Schema.HttpRespCallResp.Headers, h)
+            b.Offset(Schema.HttpRespCallResp.Body, content)
+            b.U16(Schema.HttpRespCallResp.Status, status)
+            finish (b, FrameType.HttpRespCall, b.EndTable())
+        with FrameOverflow n ->
+            tooLarge n
 
-    let errResp (b: FlatBufferBuilder, code: Err.Code) =
-        b.BeginFrame FrameType.RpcError
-        b.SetRoot(b.BeginTable Schema.ErrResp.Fields)
-        b.AddU8(Schema.ErrResp.Code, byte code)
-        b.EndTable()
-        finish b
+    let errResp (b: FrameBuilder, code: Err.Code) =
+        try
+            b.Begin()
+            b.StartTable Schema.ErrResp.Fields
+            b.U8(Schema.ErrResp.Code, byte code)
+            finish (b, FrameType.RpcError, b.EndTable())
+        with FrameOverflow n ->
+            tooLarge n

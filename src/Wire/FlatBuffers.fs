@@ -1,11 +1,17 @@
 namespace Apisix.Runner
 
+#nowarn "9" // NativePtr: Google.FlatBuffers 25.2.10 (built without ENABLE_SPAN_T) takes spans only as pointers
+
+// The FlatBuffers runtime under the codec. Reading is ours (FlatBufferReader): bounds-checked,
+// UTF-8-checked, with a read budget, never throwing. Building is Google.FlatBuffers' builder under
+// FrameBuilder (docs/performance.md, "Google.FlatBuffers under the codec", says why each side).
+
 open System
 open System.Buffers
 open System.Buffers.Binary
-open System.Text
 open System.Text.Unicode
 open System.Runtime.CompilerServices
+open Microsoft.FSharp.NativeInterop
 
 /// Why a buffer could not be read. Every malformed input maps to one of these; the codec never throws.
 type DecodeError =
@@ -237,151 +243,194 @@ type FlatBufferReader =
         else
             r.Table(r.Follow(elements.Start + 4 * i, what), what)
 
-/// Writes FlatBuffers front to back into one pooled, reusable buffer, each frame prefixed by
-/// the 4-byte frame header so that a finished frame is one contiguous span ready for the socket.
-/// Parents come before children and are patched when a child is placed, so every uoffset points
-/// forward as the format requires; every table gets its own vtable just before it.
-/// Alignment is counted from the start of the FlatBuffers body. Not thread-safe: one per connection.
+/// Raised inside an encoder when the frame would outgrow what a builder may hold, and caught by
+/// every encoder of module `Write`, which answers `FrameTooLarge` instead: it never leaves the
+/// codec. `atLeast` is a lower bound of the body length (always above Frame.MaxBodyLength).
+exception internal FrameOverflow of atLeast: int
+
+/// The memory under Google's FlatBufferBuilder: one array rented from ArrayPool. The builder
+/// writes back to front and asks for twice the length when it runs out (`GrowFront`), so the data
+/// written so far moves to the END of the bigger array. Growth stops at `MaxCapacity`.
 [<Sealed; AllowNullLiteral>]
-type FlatBufferBuilder(initialCapacity: int) =
-    let mutable buf: byte[] = ArrayPool<byte>.Shared.Rent(max 64 initialCapacity)
-    let mutable pos = 0
-    let mutable body = 0
-    let mutable tableStart = 0
-    let mutable vtableStart = 0
+type internal PooledAllocator() =
+    inherit Google.FlatBuffers.ByteBufferAllocator()
 
-    let ensure (extra: int) =
-        if pos + extra > buf.Length then
-            let needed = int64 pos + int64 extra
+    /// 32 MiB: the smallest power of two that holds the largest frame (4 + 16,777,215 bytes).
+    static member MaxCapacity = 1 <<< 25
 
-            if needed > int64 Array.MaxLength then
-                raise (OutOfMemoryException "FlatBufferBuilder: frame larger than an array can hold")
+    member a.Array: byte[] = a.Buffer
 
-            let bigger = ArrayPool<byte>.Shared.Rent(int (min (int64 Array.MaxLength) (max needed (2L * int64 buf.Length))))
-            Buffer.BlockCopy(buf, 0, bigger, 0, pos)
-            ArrayPool<byte>.Shared.Return buf
-            buf <- bigger
+    /// Starts again from a freshly rented array of at least `size` bytes, giving back the one held.
+    member a.Reset(size: int) =
+        if not (isNull a.Buffer) then
+            ArrayPool<byte>.Shared.Return a.Buffer
 
-    let align (n: int) =
-        let pad = (n - (pos - body) % n) % n
-        ensure pad
-        Array.Clear(buf, pos, pad)
-        pos <- pos + pad
+        let array = ArrayPool<byte>.Shared.Rent size
+        a.Buffer <- array
+        a.Length <- array.Length
 
-    new() = new FlatBufferBuilder(1024)
+    override a.GrowFront(newSize: int) =
+        // The builder needed more than the Length bytes held, so the body is longer than Length - 8
+        // (alignment padding is below 8 bytes); newSize is non-positive once Length reaches 1 GiB.
+        if newSize <= a.Length || newSize > PooledAllocator.MaxCapacity then
+            raise (FrameOverflow(max (Frame.MaxBodyLength + 1) (a.Length - 8)))
 
-    /// Bytes written so far, frame header included.
-    member _.Length = pos
+        let old = a.Buffer
+        let bigger = ArrayPool<byte>.Shared.Rent newSize
+        Buffer.BlockCopy(old, 0, bigger, bigger.Length - a.Length, a.Length)
+        ArrayPool<byte>.Shared.Return old
+        a.Buffer <- bigger
+        a.Length <- bigger.Length
 
-    /// Starts a frame of the given type: reserves the frame header and the root offset.
-    member _.BeginFrame(frameType: FrameType) =
-        pos <- 0
-        ensure 8
-        buf[0] <- byte frameType
-        body <- Frame.HeaderLength
-        BinaryPrimitives.WriteUInt32LittleEndian(Span(buf, 4, 4), 0u)
-        pos <- 8
+    member a.Release() =
+        if not (isNull a.Buffer) then
+            ArrayPool<byte>.Shared.Return a.Buffer
+            a.Buffer <- null
+            a.Length <- 0
 
-    /// Finishes the frame: fills in the 24-bit big-endian body length. Errors when the body is too large.
-    member _.EndFrame() : Result<ReadOnlyMemory<byte>, int> =
-        match Frame.writeHeader (LanguagePrimitives.EnumOfValue buf[0]) (pos - body) (Span buf) with
-        | Ok() -> Ok(ReadOnlyMemory(buf, 0, pos))
-        | Error len -> Error len
+/// Builds frames with Google.FlatBuffers' FlatBufferBuilder over pooled memory, one frame at a
+/// time, and writes the 4-byte frame header in front of each finished body, so that a frame is
+/// one contiguous slice of the builder's array, ready for the socket without a copy. Google's
+/// builder writes back to front: children (strings, vectors, tables) are finished before the
+/// table that points to them, so module `Write` builds every message children first.
+/// Reused frame after frame, it allocates nothing once its array has grown to the frame's size;
+/// after a frame larger than it keeps (64 KiB, or the initial capacity when larger) it gives the
+/// array back at the next frame or `Trim`, so a burst of large answers does not pin memory.
+/// A frame stays valid until the builder's next frame. Not thread-safe: one per connection.
+[<Sealed; AllowNullLiteral>]
+type FrameBuilder(initialCapacity: int) =
+    let initial = min (max 64 initialCapacity) PooledAllocator.MaxCapacity
+    let retained = max initial 65536
 
-    /// Starts a table with room for `slots` fields and returns its position.
-    member _.BeginTable(slots: int) : int =
-        align 2
-        let vsize = 4 + 2 * slots
-        ensure (vsize + 8)
-        vtableStart <- pos
-        Array.Clear(buf, pos, vsize)
-        BinaryPrimitives.WriteUInt16LittleEndian(Span(buf, pos, 2), uint16 vsize)
-        pos <- pos + vsize
-        align 4
-        tableStart <- pos
-        BinaryPrimitives.WriteInt32LittleEndian(Span(buf, pos, 4), tableStart - vtableStart)
-        pos <- pos + 4
-        tableStart
+    let memory =
+        let m = PooledAllocator()
+        m.Reset initial
+        m
 
-    member private _.Slot(slot: int) =
-        BinaryPrimitives.WriteUInt16LittleEndian(Span(buf, vtableStart + 4 + 2 * slot, 2), uint16 (pos - tableStart))
+    let builder =
+        Google.FlatBuffers.FlatBufferBuilder(Google.FlatBuffers.ByteBuffer(memory, 0))
 
-    member b.AddU8(slot: int, value: byte) =
-        ensure 1
-        b.Slot slot
-        buf[pos] <- value
-        pos <- pos + 1
+    // The offsets of a vector's elements, collected while the elements are written (a vector is
+    // written after them); one vector at a time.
+    let mutable elements: int[] = ArrayPool<int>.Shared.Rent 16
 
-    member b.AddU16(slot: int, value: uint16) =
-        align 2
-        ensure 2
-        b.Slot slot
-        BinaryPrimitives.WriteUInt16LittleEndian(Span(buf, pos, 2), value)
-        pos <- pos + 2
+    /// Raises the overflow for `extra` more bytes on top of what is written.
+    let overflow (extra: int64) =
+        let atLeast = max (int64 Frame.MaxBodyLength + 1L) (int64 builder.Offset + extra)
+        raise (FrameOverflow(int (min atLeast (int64 Int32.MaxValue))))
 
-    member b.AddU32(slot: int, value: uint32) =
-        align 4
-        ensure 4
-        b.Slot slot
-        BinaryPrimitives.WriteUInt32LittleEndian(Span(buf, pos, 4), value)
-        pos <- pos + 4
+    /// Copies a span in front of what is written (25.2.10 takes spans only through a pointer).
+    let put (value: ReadOnlySpan<byte>) =
+        if not value.IsEmpty then
+            use p = fixed value
+            builder.Put<byte>(NativePtr.toNativeInt p, value.Length)
 
-    /// Adds an offset field to be filled by `Patch` once its target is written; returns the patch position.
-    member b.AddOffset(slot: int) : int =
-        align 4
-        ensure 4
-        b.Slot slot
-        let at = pos
-        pos <- pos + 4
-        at
+    new() = new FrameBuilder(1024)
 
-    /// Closes the current table: records its inline size in its vtable.
-    member _.EndTable() =
-        BinaryPrimitives.WriteUInt16LittleEndian(Span(buf, vtableStart + 2, 2), uint16 (pos - tableStart))
+    /// Bytes of the array held now.
+    member internal _.Capacity = memory.Length
 
-    /// Points the uoffset at `at` to `target` (which lies after it).
-    member _.Patch(at: int, target: int) =
-        BinaryPrimitives.WriteUInt32LittleEndian(Span(buf, at, 4), uint32 (target - at))
+    /// Gives back an array grown past what the builder keeps; the last frame becomes invalid.
+    member internal _.Trim() =
+        if memory.Length > retained then
+            memory.Reset initial
+            builder.Clear()
 
-    /// Makes `target` the root table of the frame.
-    member b.SetRoot(target: int) = b.Patch(body, target)
+        if elements.Length > 1024 then
+            ArrayPool<int>.Shared.Return elements
+            elements <- ArrayPool<int>.Shared.Rent 16
 
-    /// Writes a string (length, UTF-8 bytes, NUL) and returns its position.
-    member _.String(value: string) : int =
-        align 4
-        ensure (8 + Encoding.UTF8.GetMaxByteCount value.Length)
-        let at = pos
-        let n = Encoding.UTF8.GetBytes(value.AsSpan(), Span(buf, at + 4, buf.Length - at - 4))
-        BinaryPrimitives.WriteUInt32LittleEndian(Span(buf, at, 4), uint32 n)
-        buf[at + 4 + n] <- 0uy
-        pos <- at + 5 + n
-        at
+    /// Starts a frame; the previous frame becomes invalid.
+    member internal b.Begin() =
+        b.Trim()
+        builder.Clear()
 
-    /// Writes a byte vector and returns its position.
-    member _.Bytes(value: ReadOnlySpan<byte>) : int =
-        align 4
-        ensure (4 + value.Length)
-        let at = pos
-        BinaryPrimitives.WriteUInt32LittleEndian(Span(buf, at, 4), uint32 value.Length)
-        value.CopyTo(Span(buf, at + 4, value.Length))
-        pos <- at + 4 + value.Length
-        at
+    /// A string: length, UTF-8 bytes, NUL. Not null.
+    member internal _.String(value: string) : int =
+        // Beyond this even one byte per char outgrows the builder; it also keeps the UTF-8 length
+        // the builder computes within an int.
+        if value.Length > PooledAllocator.MaxCapacity then
+            overflow (int64 value.Length)
 
-    /// Writes the header of a vector of `count` offsets; element i is patched at `position + 4 + 4 * i`.
-    member _.OffsetVector(count: int) : int =
-        align 4
-        ensure (4 + 4 * count)
-        let at = pos
-        BinaryPrimitives.WriteUInt32LittleEndian(Span(buf, at, 4), uint32 count)
-        Array.Clear(buf, at + 4, 4 * count)
-        pos <- at + 4 + 4 * count
-        at
+        builder.CreateString(value).Value
 
-    /// Gives the buffer back to the pool; the builder must not be used afterwards.
+    /// A [ubyte] vector.
+    member internal _.Bytes(value: ReadOnlySpan<byte>) : int =
+        if value.Length > PooledAllocator.MaxCapacity then
+            overflow (int64 value.Length)
+
+        builder.StartVector(1, value.Length, 1)
+        put value
+        builder.EndVector().Value
+
+    /// Room for the offsets of `count` elements of a vector of tables.
+    member internal _.Elements(count: int) : int[] =
+        if count > PooledAllocator.MaxCapacity / 4 then
+            overflow (4L * int64 count)
+
+        if elements.Length < count then
+            ArrayPool<int>.Shared.Return elements
+            elements <- ArrayPool<int>.Shared.Rent count
+
+        elements
+
+    /// The vector of the first `count` offsets of `Elements`, in that order.
+    member internal _.Vector(count: int) : int =
+        builder.StartVector(4, count, 4)
+
+        for i = count - 1 downto 0 do
+            builder.AddOffset elements[i]
+
+        builder.EndVector().Value
+
+    member internal _.StartTable(fields: int) = builder.StartTable fields
+
+    member internal _.EndTable() : int = builder.EndTable()
+
+    /// An offset field; left out when `target` is 0 (absent). FlatBuffers never writes a 0 uoffset.
+    member internal _.Offset(slot: int, target: int) =
+        if target <> 0 then
+            builder.AddOffset target
+            builder.Slot slot
+
+    /// Scalar fields are always written, whatever their value: what the caller writes is what is
+    /// on the wire (Google's builder would leave out a value equal to the schema default).
+    member internal _.U8(slot: int, value: byte) =
+        builder.AddByte value
+        builder.Slot slot
+
+    member internal _.U16(slot: int, value: uint16) =
+        builder.AddUshort value
+        builder.Slot slot
+
+    member internal _.U32(slot: int, value: uint32) =
+        builder.AddUint value
+        builder.Slot slot
+
+    /// Finishes the body with `root` as its root table and writes the frame header in front of
+    /// it; the error is the body length when it exceeds the 24-bit limit.
+    member internal _.Finish(frameType: FrameType, root: int) : Result<ReadOnlyMemory<byte>, int> =
+        builder.Finish root
+        let body = builder.Offset
+
+        if body > Frame.MaxBodyLength then
+            Error body
+        else
+            builder.Prep(1, Frame.HeaderLength - 1)
+            builder.Pad Frame.HeaderLength
+            let start = memory.Length - builder.Offset
+
+            match Frame.writeHeader frameType body (Span(memory.Array, start, Frame.HeaderLength)) with
+            | Ok() -> Ok(ReadOnlyMemory(memory.Array, start, Frame.HeaderLength + body))
+            | Error n -> Error n
+
+    /// Gives the memory back to the pool; the builder must not be used afterwards.
     member _.Dispose() =
-        if not (isNull buf) then
-            ArrayPool<byte>.Shared.Return buf
-            buf <- null
+        memory.Release()
+
+        if not (isNull elements) then
+            ArrayPool<int>.Shared.Return elements
+            elements <- null
 
     interface IDisposable with
         member b.Dispose() = b.Dispose()

@@ -113,6 +113,10 @@ module Schema =
         let [<Literal>] ReqBody = 2uy
         let [<Literal>] RespBody = 3uy
 
+    /// ExtraInfo.ReqBody and ExtraInfo.RespBody: tables without fields.
+    module ExtraInfoBody =
+        let [<Literal>] Fields = 0
+
     module ExtraInfoResp =
         let [<Literal>] Result = 0
         let [<Literal>] Fields = 1

@@ -33,7 +33,7 @@ type ExtraInfoAnswers = ExtraInfo.Info -> byte[] voption * string
 /// A connection to the runner's unix socket; APISIX's timeouts (connect 1 s, read and send 60 s)
 /// unless told otherwise.
 type Connection private (socket: Socket, stream: NetworkStream) =
-    let builder = new FlatBufferBuilder()
+    let builder = new FrameBuilder()
 
     /// Connects to the socket at `path`.
     static member Open(path: string, timeout: TimeSpan) : Result<Connection, Failure> =
@@ -104,7 +104,7 @@ type Connection private (socket: Socket, stream: NetworkStream) =
 
     /// Sends a call and serves the runner's ExtraInfo requests until it answers; the answer and
     /// what was served, in order.
-    member private c.Call(stage: string, send: FlatBufferBuilder -> Result<ReadOnlyMemory<byte>, EncodeError>, answers: ExtraInfoAnswers) =
+    member private c.Call(stage: string, send: FrameBuilder -> Result<ReadOnlyMemory<byte>, EncodeError>, answers: ExtraInfoAnswers) =
         try
             c.Send(stage, send builder)
             let served = Collections.Generic.List<Served>()

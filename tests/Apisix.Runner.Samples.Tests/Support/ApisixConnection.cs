@@ -7,7 +7,7 @@ namespace Apisix.Runner.Samples.Tests.Support;
 public sealed class ApisixConnection : IDisposable
 {
     private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-    private readonly FlatBufferBuilder _builder = new(1024);
+    private readonly FrameBuilder _builder = new(1024);
 
     public ApisixConnection(string socketPath) => _socket.Connect(new UnixDomainSocketEndPoint(socketPath));
 

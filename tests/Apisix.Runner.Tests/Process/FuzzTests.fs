@@ -201,28 +201,27 @@ let private noise: Gen<Case> =
 /// multiplies the frame), sometimes claiming a huge element count.
 let private sharedEntries: Gen<Case> =
     let build (frameType: byte) (count: int) (nameLength: int) (claimed: uint32 voption) =
-        use b = new FlatBufferBuilder()
-        b.BeginFrame(LanguagePrimitives.EnumOfValue frameType)
+        use b = new FrameBuilder()
+        b.Begin()
         // The slot of PrepareConf.Req.conf, HTTPReqCall.Req.headers, HTTPRespCall.Req.headers.
         let slots, slot = if frameType = 1uy then 2, 0 elif frameType = 2uy then 7, 5 else 4, 2
-        let root = b.BeginTable slots
-        let at = b.AddOffset slot
-        b.EndTable()
-        b.SetRoot root
-        let vector = b.OffsetVector count
-        b.Patch(at, vector)
-        let shared = b.BeginTable 2
-        let name = b.AddOffset 0
-        b.EndTable()
-        b.Patch(name, b.String(String('x', nameLength)))
-
-        for i in 0 .. count - 1 do
-            b.Patch(vector + 4 + 4 * i, shared)
+        let name = b.String(String('x', nameLength))
+        b.StartTable Schema.TextEntry.Fields
+        b.Offset(Schema.TextEntry.Name, name)
+        let shared = b.EndTable()
+        Array.fill (b.Elements count) 0 count shared
+        let vectorOffset = b.Vector count
+        b.StartTable slots
+        b.Offset(slot, vectorOffset)
+        let root = b.EndTable()
 
         let f =
-            match b.EndFrame() with
+            match b.Finish(LanguagePrimitives.EnumOfValue frameType, root) with
             | Ok f -> f.ToArray()
             | Error n -> failwithf "%d" n
+
+        // The builder counts offsets from the end of the body, which is the end of the frame.
+        let vector = f.Length - vectorOffset
 
         match claimed with
         | ValueSome c ->

@@ -470,7 +470,7 @@ let private errors =
         testCaseTask "a frame type APISIX never starts a call with is BAD_REQUEST, then the connection closes" <| fun () ->
             task {
                 use server = new TestServer(all)
-                use b = new FlatBufferBuilder()
+                use b = new FrameBuilder()
 
                 let encoded (frame: Result<ReadOnlyMemory<byte>, EncodeError>) =
                     match frame with

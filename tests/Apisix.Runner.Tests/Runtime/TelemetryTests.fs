@@ -152,7 +152,7 @@ let tests =
                 use client = server.Connect()
                 let! token = client.PrepareAsync([ "t-stop", "" ], "t-stop")
                 // A client that allocates nothing per call: the frame encoded once, the answer read into one buffer.
-                use b = new FlatBufferBuilder()
+                use b = new FrameBuilder()
 
                 let frame =
                     match Encode.httpReqCallReq b (httpRequest token 9u) with

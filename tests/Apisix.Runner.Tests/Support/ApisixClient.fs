@@ -52,7 +52,7 @@ type Client(socketPath: string) =
     let socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
     do socket.Connect(UnixDomainSocketEndPoint socketPath)
     let reader = PipeReader.Create(new NetworkStream(socket, false))
-    let builder = new FlatBufferBuilder()
+    let builder = new FrameBuilder()
     let asked = List<ExtraInfo.Info>()
 
     /// The ExtraInfo requests the runner made during the last CallAsync, in order.

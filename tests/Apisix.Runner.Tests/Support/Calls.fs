@@ -34,8 +34,8 @@ type NoExtraInfo() =
 let utf8 (s: string) = Encoding.UTF8.GetBytes s
 
 /// The FlatBuffers body of a message, as the connection hands it to the views.
-let bodyOf (encode: FlatBufferBuilder -> 'T -> Result<ReadOnlyMemory<byte>, EncodeError>) (message: 'T) =
-    use b = new FlatBufferBuilder()
+let bodyOf (encode: FrameBuilder -> 'T -> Result<ReadOnlyMemory<byte>, EncodeError>) (message: 'T) =
+    use b = new FrameBuilder()
 
     match encode b message with
     | Ok frame -> ReadOnlyMemory(frame.Slice(Frame.HeaderLength).ToArray())

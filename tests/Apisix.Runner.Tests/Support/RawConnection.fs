@@ -112,7 +112,7 @@ let declaredLength (frame: byte[]) =
 
 /// A message encoded by the project's codec, as a whole frame.
 let encode (message: ApisixMessage) : byte[] =
-    use b = new FlatBufferBuilder()
+    use b = new FrameBuilder()
 
     match Encode.apisixMessage b message with
     | Ok f -> f.ToArray()

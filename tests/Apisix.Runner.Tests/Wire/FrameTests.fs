@@ -39,8 +39,8 @@ let private header (frameType: byte) (length: int) =
 let private frame (frameType: byte) (body: byte[]) = Array.append (header frameType body.Length) body
 
 /// Encodes with a fresh builder and copies the frame out (the builder reuses its memory).
-let private encoded (encode: FlatBufferBuilder -> 'T -> Result<ReadOnlyMemory<byte>, EncodeError>) (message: 'T) =
-    use b = new FlatBufferBuilder()
+let private encoded (encode: FrameBuilder -> 'T -> Result<ReadOnlyMemory<byte>, EncodeError>) (message: 'T) =
+    use b = new FrameBuilder()
 
     match encode b message with
     | Ok f -> f.ToArray()
@@ -190,11 +190,11 @@ let private reading =
 
 /// How a message with a body of n bytes fares at the encoding limit, in one direction.
 let private checkEncodingLimit
-    (encode: FlatBufferBuilder -> 'M -> Result<ReadOnlyMemory<byte>, EncodeError>)
+    (encode: FrameBuilder -> 'M -> Result<ReadOnlyMemory<byte>, EncodeError>)
     (decode: FrameType -> byte[] -> Result<'M, DecodeError>)
     (withBody: int -> 'M)
     =
-    use b = new FlatBufferBuilder()
+    use b = new FrameBuilder()
 
     /// Encodes with the one builder, checks the frame decodes to the message, gives the body length.
     let roundTrip n =
@@ -206,17 +206,26 @@ let private checkEncodingLimit
             f.Length - Frame.HeaderLength
         | Error e -> failwith (e.Describe())
 
-    // The body bytes come last, so everything else is a fixed overhead.
-    let fits = Frame.MaxBodyLength - (roundTrip 1 - 1)
-    Expect.equal (roundTrip fits) Frame.MaxBodyLength "roundTrip fits"
+    // The body bytes come last: a fixed overhead, then the body padded to 4 bytes. Measured below
+    // the limit, it gives the exact length of every frame, also those that do not fit.
+    let overhead = roundTrip 4 - 4
+    let bodyOf n = (n + overhead + 3) / 4 * 4
+
+    for n in 1..8 do
+        Expect.equal (roundTrip n) (bodyOf n) $"the body length of a {n}-byte payload"
+
+    let fits = (Frame.MaxBodyLength - overhead) / 4 * 4
+    Expect.equal (roundTrip fits) (bodyOf fits) "the largest payload that fits"
+    Expect.isGreaterThan (Frame.MaxBodyLength + 1) (roundTrip fits) "within the limit"
+    Expect.isGreaterThan (bodyOf (fits + 1)) Frame.MaxBodyLength "one byte more is over it"
 
     for n in [ fits + 1; 16 * 1024 * 1024 ] do
         match encode b (withBody n) with
-        | Error(FrameTooLarge len) -> Expect.equal len (n - fits + Frame.MaxBodyLength) "len"
+        | Error(FrameTooLarge len) -> Expect.equal len (bodyOf n) "the length reported"
         | Ok f -> failwithf "a %d-byte body gave a %d-byte frame instead of an error" n f.Length
 
     // The builder stays usable after refusing a frame.
-    Expect.equal (roundTrip 1) (Frame.MaxBodyLength - fits + 1) "roundTrip 1"
+    Expect.equal (roundTrip 1) (bodyOf 1) "roundTrip 1"
 
 let private encodingLimit =
     [

@@ -143,7 +143,7 @@ let private clip (s: string) =
 let private kind name (gen: Gen<'T>) (encode: Encoder<'T>) (decode: byte[] -> Result<'T, DecodeError>) toJson =
     let samples () =
         let values = Gen.sampleWithSize 30 300 gen
-        use b = new FlatBufferBuilder()
+        use b = new FrameBuilder()
 
         let check value bytes =
             match decode bytes with

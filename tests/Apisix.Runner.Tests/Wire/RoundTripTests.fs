@@ -13,19 +13,19 @@ open Apisix.Runner.Tests.Support.Generators
 /// A body decoder given the frame type; a delegate because F# function values cannot take spans.
 type Decoder<'T> = delegate of FrameType * ReadOnlySpan<byte> -> Result<'T, DecodeError>
 
-type Encoder<'T> = FlatBufferBuilder -> 'T -> Result<ReadOnlyMemory<byte>, EncodeError>
+type Encoder<'T> = FrameBuilder -> 'T -> Result<ReadOnlyMemory<byte>, EncodeError>
 
-let encodeOrFail (encode: Encoder<'T>) (b: FlatBufferBuilder) (value: 'T) =
+let encodeOrFail (encode: Encoder<'T>) (b: FrameBuilder) (value: 'T) =
     match encode b value with
     | Ok frame -> frame
     | Error e -> failwith (e.Describe())
 
 /// Encodes `value` with `b`, checks the frame around it and that it decodes back to `value`.
-let private check (b: FlatBufferBuilder) (frameType: FrameType) (encode: Encoder<'T>) (decode: Decoder<'T>) (value: 'T) =
+let private check (b: FrameBuilder) (frameType: FrameType) (encode: Encoder<'T>) (decode: Decoder<'T>) (value: 'T) =
     let frame = encodeOrFail encode b value
     // A reused builder must write what a fresh one writes: stale bytes from an earlier frame
     // would make output nondeterministic and leak another call's data to APISIX.
-    use fresh = new FlatBufferBuilder()
+    use fresh = new FrameBuilder()
     Expect.isTrue (frame.Span.SequenceEqual((encodeOrFail encode fresh value).Span)) "reused builder differs from a fresh one"
     // The header is read by hand, so a mistake shared by writeHeader and tryRead cannot hide.
     let header = frame.Span
@@ -45,7 +45,7 @@ let private check (b: FlatBufferBuilder) (frameType: FrameType) (encode: Encoder
 /// A property over 1000 values, all through ONE builder, which starts small: it grows on the rare
 /// large values and then serves small ones again. The builder is made when the first case runs.
 let private roundTrip name (gen: Gen<'T>) (frameType: 'T -> FrameType) (encode: Encoder<'T>) (decode: Decoder<'T>) =
-    let b = lazy (new FlatBufferBuilder(64))
+    let b = lazy (new FrameBuilder(64))
     testPropertyWithConfig (cases 1000) name (Prop.forAll (Arb.fromGen gen) (fun value -> check b.Value (frameType value) encode decode value))
 
 /// Frame types from PROTOCOL.md's table, written out rather than taken from the encoder.
@@ -101,14 +101,14 @@ let tests =
                       Headers = Array.init 3000 (fun i -> TextEntry.Set($"x-large-{i}", String('\u00FF', 40)))
                       Body = Array.create 60_000 0xFFuy }
 
-            use b = new FlatBufferBuilder()
+            use b = new FrameBuilder()
 
             for small in Gen.sampleWithSize 20 200 Generators.runnerMessage do
                 check b (runnerFrameType large) Encode.runnerMessage runnerDecoder large
                 check b (runnerFrameType small) Encode.runnerMessage runnerDecoder small
 
         testCase "a body too long for the 24-bit length is refused and the builder still works after" <| fun () ->
-            use b = new FlatBufferBuilder()
+            use b = new FrameBuilder()
             let huge = { ExtraInfo.Resp.Result = ValueSome(Array.zeroCreate Frame.MaxBodyLength) }
 
             match Encode.extraInfoResp b huge with
