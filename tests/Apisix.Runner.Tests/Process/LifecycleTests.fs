@@ -143,6 +143,54 @@ let tests =
                     }
         ]
 
+        // APISIX may keep its token cache across a runner restart (path_for_test, a container, a
+        // respawn racing a worker): a token of the old process must not name a route of the new one.
+        testCaseTask "every token of a runner is unknown to the next runner on the same socket with the same routes" <| fun () ->
+            task {
+                use sandbox = new Sandbox()
+                let routes = [ for i in 1..50 -> $"route-{i}", [ "stop", $"{{\"status\": {200 + i}}}" ] ]
+
+                let prepareAll () =
+                    task {
+                        use client = new Client(sandbox.Socket)
+                        let tokens = ResizeArray<uint32>()
+
+                        for key, conf in routes do
+                            let! token = client.PrepareAsync(conf, key)
+                            tokens.Add token
+
+                        return List.ofSeq tokens
+                    }
+
+                let first =
+                    task {
+                        use runner = Runner.Ready sandbox.Socket
+                        let! tokens = prepareAll ()
+                        runner.Signal Signal.SIGTERM
+                        let! code = runner.WaitForExit(TimeSpan.FromSeconds 10.0)
+                        Expect.equal code 0 "the first runner stops cleanly"
+                        return tokens
+                    }
+
+                let! old = first
+                Expect.equal (List.distinct old).Length routes.Length "one token per route"
+                use runner = Runner.Ready sandbox.Socket
+                use client = new Client(sandbox.Socket)
+
+                for token in old do
+                    match! client.RequestAsync(httpRequest token 1u, unset) with
+                    | ErrResp Err.Code.CONF_TOKEN_NOT_FOUND -> ()
+                    | other -> failtest $"token {token} of the first runner was answered {other} by the second"
+
+                // The same routes get tokens of the new runner's own, which serve.
+                let! fresh = prepareAll ()
+                Expect.isEmpty (Set.intersect (set old) (set fresh)) "no token of the first runner is handed out again"
+
+                match! client.RequestAsync(httpRequest fresh.Head 2u, unset) with
+                | HttpReqCallResp r -> Expect.equal r.Id 2u "the new token serves"
+                | other -> failtest $"a fresh token was answered {other}"
+            }
+
         testCaseTask "a normal run prints one line when it listens, one when it stops, and nothing per call" <| fun () ->
             task {
                 use sandbox = new Sandbox()
