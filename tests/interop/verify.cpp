@@ -1,7 +1,8 @@
 // The C++ reference Verifier (flatbuffers 2.0.8, alignment checks on) over bodies named on stdin,
-// one "Type path" pair a line, Type as fbcodec.py names it. Prints each body it rejects and a last
-// line "checked rejected"; exits 1 when any is rejected. Built by crosscheck.fsx from the code
-// `flatc --cpp ext-plugin.fbs` generates (needs libflatbuffers-dev and g++).
+// one "Type path" pair a line, Type as fbcodec.py names it. Prints "rejected Type path" for each
+// body it rejects and a last line "checked rejected"; exits 1 only when a file cannot be read.
+// Built by the interop tests from the code `flatc --cpp ext-plugin.fbs` generates (needs
+// libflatbuffers-dev and g++).
 #include "ext-plugin_generated.h"
 
 #include <fstream>
@@ -33,6 +34,10 @@ int main() {
   long checked = 0, rejected = 0;
   while (std::cin >> type >> path) {
     std::ifstream f(path, std::ios::binary);
+    if (!f) {
+      std::cerr << "cannot read " << path << "\n";
+      return 1;
+    }
     std::vector<uint8_t> body((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     checked++;
     if (!verify(type, body)) {
@@ -41,5 +46,5 @@ int main() {
     }
   }
   std::cout << checked << " " << rejected << "\n";
-  return rejected == 0 ? 0 : 1;
+  return 0;
 }

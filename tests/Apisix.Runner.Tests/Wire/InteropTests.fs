@@ -1,6 +1,8 @@
-/// Wire compatibility with an independent codec: Python that flatc generates from
+/// Wire compatibility with independent implementations: Python that flatc generates from
 /// tests/interop/ext-plugin.fbs, driven by tests/interop/fbcodec.py (JSON in and out, see its
-/// README). Each direction is one Python run for all message types, shared by the tests.
+/// README), both ways; and the C++ reference Verifier (tests/interop/verify.cpp over
+/// `flatc --cpp`), strict about bounds, alignment, NUL terminators and union tags, on every body we
+/// encode. Each of these is one run for all message types, shared by the tests.
 module Apisix.Runner.Tests.Wire.InteropTests
 
 open System
@@ -196,6 +198,32 @@ let private answer typ (i: int) (field: string) (reply: JsonNode) =
 
 let private byType = dict kinds
 
+/// The C++ reference Verifier over every body we encoded, built once: the bodies it rejects, by type.
+let private rejectedByVerifier =
+    lazy
+        let dir = generated.Value
+        run "/usr/bin/flatc" [ "--cpp"; "-o"; dir; Path.Combine(interopDir.Value, "ext-plugin.fbs") ] "" |> ignore
+        let verifier = Path.Combine(dir, "verify")
+        run "/usr/bin/g++" [ "-O1"; "-std=c++17"; "-I"; dir; "-o"; verifier; Path.Combine(interopDir.Value, "verify.cpp") ] "" |> ignore
+        let bodies = Directory.CreateDirectory(Path.Combine(dir, "bodies")).FullName
+
+        let listing =
+            String.concat
+                ""
+                [ for name, samples in kinds do
+                      for i, (body, _) in Array.indexed samples.Value.Ours do
+                          let file = Path.Combine(bodies, $"{name}.{i}.bin")
+                          File.WriteAllBytes(file, body)
+                          $"{name} {file}\n" ]
+
+        let out = run verifier [] listing
+
+        out.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+        |> Array.choose (fun line ->
+            match line.Split ' ' with
+            | [| "rejected"; typ; file |] -> Some(typ, file)
+            | _ -> None)
+
 /// One test per message type, each direction checking every sample of that type.
 let private perType (name: string) (test: string -> unit) =
     testList name [ for typ, _ in kinds -> testCase typ (fun () -> test typ) ]
@@ -227,4 +255,8 @@ let tests =
                 match check bytes with
                 | Some error -> failwith (clip $"{typ} item {i}, from {input.ToJsonString()}:\n{error}")
                 | None -> ()))
+
+        perType "the C++ reference Verifier accepts our encoding" (fun typ ->
+            let rejected = rejectedByVerifier.Value |> Array.filter (fun (t, _) -> t = typ)
+            Expect.isEmpty rejected $"{typ} bodies the C++ Verifier rejected: %A{rejected}")
     ]
