@@ -26,6 +26,34 @@ type internal CallView =
 type internal IExtraInfoSource =
     abstract Fetch: info: ExtraInfo.Info -> ValueTask<byte[] voption>
 
+/// A body asked of APISIX at most once per call (the request's, or the upstream's).
+[<Sealed>]
+type internal FetchedBody(info: ExtraInfo.Info) =
+    let mutable value: Fetched<byte[]> = NotAsked
+
+    member _.Reset() = value <- NotAsked
+
+    /// The body APISIX gave, or its absence.
+    member _.Set(body: byte[] voption) =
+        value <-
+            match body with
+            | ValueSome b -> Present b
+            | ValueNone -> Absent
+
+    /// The body, asked of `source` the first time.
+    member b.Get(source: IExtraInfoSource) : ValueTask<byte[] voption> =
+        match value with
+        | Present body -> ValueTask<byte[] voption>(ValueSome body)
+        | Absent -> ValueTask<byte[] voption>(ValueNone)
+        | NotAsked ->
+            ValueTask<byte[] voption>(
+                task {
+                    let! raw = source.Fetch info
+                    b.Set raw
+                    return raw
+                }
+            )
+
 module internal CallViews =
     let outside () =
         invalidOp "the request and response of a call are valid only while its filters run"
@@ -36,10 +64,17 @@ module internal CallViews =
     let noUpstream (what: string) =
         invalidOp $"{what} is available only in the response phase (ext-plugin-post-resp)"
 
-    let toNull (v: string voption) =
-        match v with
-        | ValueSome s -> s
-        | ValueNone -> null
+    /// A value that may be absent, as C# reads it: null when absent; no allocation when it is there already.
+    let orNull (pending: ValueTask<'T voption>) : ValueTask<'T> =
+        if pending.IsCompletedSuccessfully then
+            ValueTask<'T>(ValueOption.toObj pending.Result)
+        else
+            ValueTask<'T>(
+                task {
+                    let! value = pending
+                    return ValueOption.toObj value
+                }
+            )
 
     let text (raw: byte[] voption) =
         match raw with
@@ -60,7 +95,7 @@ type Request internal () =
     let mutable id = 0u
     let mutable path: Change<string> = Kept
     let mutable body: Change<ReadOnlyMemory<byte>> = Kept
-    let mutable originalBody: Fetched<byte[]> = NotAsked
+    let originalBody = FetchedBody ExtraInfo.ReqBody
     let mutable source = Unchecked.defaultof<IExtraInfoSource>
     let mutable cancellation = CancellationToken.None
     let mutable plugin = ""
@@ -78,7 +113,7 @@ type Request internal () =
         cancellation <- ct
         path <- Kept
         body <- Kept
-        originalBody <- NotAsked
+        originalBody.Reset()
         plugin <- ""
         headers.Clear()
         args.Clear()
@@ -194,53 +229,22 @@ type Request internal () =
 
     /// An nginx variable (such as `remote_addr`), asked of APISIX on first read and kept for the
     /// rest of the call; null when unset.
-    member r.GetVarAsync(name: string) : ValueTask<string> =
-        let v = r.FetchVar name
-
-        if v.IsCompletedSuccessfully then
-            ValueTask<string>(CallViews.toNull v.Result)
-        else
-            ValueTask<string>(
-                task {
-                    let! value = v
-                    return CallViews.toNull value
-                }
-            )
+    member r.GetVarAsync(name: string) : ValueTask<string> = CallViews.orNull (r.FetchVar name)
 
     /// The request body: the one set in this chain, or APISIX's, asked once per call; none when there is none.
     member internal _.FetchBody() : ValueTask<byte[] voption> =
-        match body, originalBody with
-        | Replaced b, _ -> ValueTask<byte[] voption>(ValueSome(b.ToArray()))
-        | Kept, Present b -> ValueTask<byte[] voption>(ValueSome b)
-        | Kept, Absent -> ValueTask<byte[] voption>(ValueNone)
-        | Kept, NotAsked ->
-            ValueTask<byte[] voption>(
-                task {
-                    let! raw = source.Fetch ExtraInfo.ReqBody
-                    originalBody <- (match raw with ValueSome b -> Present b | ValueNone -> Absent)
-                    return raw
-                }
-            )
+        match body with
+        | Replaced b -> ValueTask<byte[] voption>(ValueSome(b.ToArray()))
+        | Kept -> originalBody.Get source
 
     /// The request body: the one set earlier in the chain, else APISIX's, asked on first read and
     /// kept for the rest of the call; null when the request has none.
-    member r.GetBodyAsync() : ValueTask<byte[]> =
-        let b = r.FetchBody()
-
-        if b.IsCompletedSuccessfully then
-            ValueTask<byte[]>(ValueOption.toObj b.Result)
-        else
-            ValueTask<byte[]>(
-                task {
-                    let! value = b
-                    return ValueOption.toObj value
-                }
-            )
+    member r.GetBodyAsync() : ValueTask<byte[]> = CallViews.orNull (r.FetchBody())
 
     member internal _.Prefetched(info: ExtraInfo.Info, value: byte[] voption) =
         match info with
         | ExtraInfo.Var name -> vars[name] <- CallViews.text value
-        | ExtraInfo.ReqBody -> originalBody <- (match value with ValueSome b -> Present b | ValueNone -> Absent)
+        | ExtraInfo.ReqBody -> originalBody.Set value
         | ExtraInfo.RespBody -> ()
 
     member internal _.PathChange =
@@ -275,7 +279,7 @@ type Response internal () =
     let mutable view = Idle
     let mutable status = 0us
     let mutable body: Change<ReadOnlyMemory<byte>> = Kept
-    let mutable upstreamBody: Fetched<byte[]> = NotAsked
+    let upstreamBody = FetchedBody ExtraInfo.RespBody
     let mutable source = Unchecked.defaultof<IExtraInfoSource>
 
     member private _.Upstream(what: string) : HttpRespCallView =
@@ -296,7 +300,7 @@ type Response internal () =
         source <- src
         status <- 0us
         body <- Kept
-        upstreamBody <- NotAsked
+        upstreamBody.Reset()
         headers.Clear()
 
     /// The upstream's status (response phase).
@@ -355,37 +359,16 @@ type Response internal () =
 
     /// The upstream's body (response phase), asked of APISIX once per call; none when there is none.
     member internal _.FetchUpstreamBody() : ValueTask<byte[] voption> =
-        match upstreamBody, view with
-        | Present b, _ -> ValueTask<byte[] voption>(ValueSome b)
-        | Absent, _
-        | NotAsked, RequestCall _ -> ValueTask<byte[] voption>(ValueNone)
-        | NotAsked, Idle -> CallViews.outside ()
-        | NotAsked, ResponseCall _ ->
-            ValueTask<byte[] voption>(
-                task {
-                    let! raw = source.Fetch ExtraInfo.RespBody
-                    upstreamBody <- (match raw with ValueSome b -> Present b | ValueNone -> Absent)
-                    return raw
-                }
-            )
+        match view with
+        | ResponseCall _ -> upstreamBody.Get source
+        | RequestCall _ -> ValueTask<byte[] voption>(ValueNone)
+        | Idle -> CallViews.outside ()
 
     /// The upstream's body (response phase), asked of APISIX on first read and kept for the rest of
     /// the call; null when there is none (always in the request phase).
-    member r.GetUpstreamBodyAsync() : ValueTask<byte[]> =
-        let b = r.FetchUpstreamBody()
+    member r.GetUpstreamBodyAsync() : ValueTask<byte[]> = CallViews.orNull (r.FetchUpstreamBody())
 
-        if b.IsCompletedSuccessfully then
-            ValueTask<byte[]>(ValueOption.toObj b.Result)
-        else
-            ValueTask<byte[]>(
-                task {
-                    let! value = b
-                    return ValueOption.toObj value
-                }
-            )
-
-    member internal _.Prefetched(value: byte[] voption) =
-        upstreamBody <- (match value with ValueSome b -> Present b | ValueNone -> Absent)
+    member internal _.Prefetched(value: byte[] voption) = upstreamBody.Set value
 
     member internal _.StatusChange = status
     member internal _.HeaderChanges = headers.Entries
