@@ -162,3 +162,42 @@ public static class Odd
 public abstract class AbstractPlugin : PluginBase;
 
 public sealed class GenericPlugin<T> : PluginBase;
+
+/// <summary>Reads the request the way C# reads collections and missing values: foreach, null, int.</summary>
+public sealed class InventoryPlugin : PluginBase
+{
+    public override ValueTask<Decision> FilterAsync(Request request, Response response, CancellationToken cancellationToken)
+    {
+        var names = new List<string>();
+
+        foreach (var header in request.OriginalHeaders)
+        {
+            names.Add(header.HasValue ? $"{header.Name}={header.Value}" : header.Name);
+        }
+
+        foreach (var arg in request.OriginalArgs)
+        {
+            names.Add(arg.HasValue ? $"?{arg.Name}={arg.Value}" : $"?{arg.Name}");
+        }
+
+        string? missing = request.GetHeader("x-missing");
+        response.Status = missing is null ? 299 : 500;
+        response.SetBody(string.Join(" ", names) + $" ({request.OriginalHeaders.Count} headers, {request.OriginalArgs.Find("flag") ?? "flag has no value"})");
+        return Stop();
+    }
+}
+
+/// <summary>Answers with the status of its configuration, whatever it is.</summary>
+public sealed class StatusPlugin : PluginBase<StatusConfig>
+{
+    public override ValueTask<Decision> FilterAsync(Request request, Response response, CancellationToken cancellationToken)
+    {
+        response.Status = Config.Status;
+        return Stop();
+    }
+}
+
+public sealed class StatusConfig
+{
+    public int Status { get; set; }
+}
