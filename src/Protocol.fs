@@ -68,6 +68,19 @@ module ExtraInfo =
             Result: byte[] voption
         }
 
+    /// What is asked, as the schema tags it (Schema.Info), with the variable's name for a Var.
+    let toWire (info: Info) : struct (byte * string) =
+        match info with
+        | Var name -> struct (Schema.Info.Var, name)
+        | ReqBody -> struct (Schema.Info.ReqBody, null)
+        | RespBody -> struct (Schema.Info.RespBody, null)
+
+    /// The Info of a schema tag (a Var with `name`); ReqBody for a tag the schema does not define.
+    let ofWire (tag: byte) (name: string) : Info =
+        if tag = Schema.Info.Var then Var name
+        elif tag = Schema.Info.RespBody then RespBody
+        else ReqBody
+
 /// A6.HTTPRespCall: the upstream's answer to filter (ext-plugin-post-resp).
 module HttpRespCall =
     type Req =
@@ -184,7 +197,8 @@ module Decode =
 
         Read.finish (&r, info)
 
-    let extraInfoResp (body: ReadOnlySpan<byte>) : Result<ExtraInfo.Resp, DecodeError> =
+    /// The result of an ExtraInfo.Resp alone, without the record: what a session takes per exchange.
+    let extraInfoResult (body: ReadOnlySpan<byte>) : Result<byte[] voption, DecodeError> =
         let mutable r = FlatBufferReader body
         let t = r.Root "ExtraInfo.Resp"
         let result = r.Bytes(t, Schema.ExtraInfoResp.Result, "ExtraInfo.Resp.result")
@@ -195,7 +209,10 @@ module Decode =
             else
                 ValueNone
 
-        Read.finish (&r, { ExtraInfo.Resp.Result = value })
+        Read.finish (&r, value)
+
+    let extraInfoResp (body: ReadOnlySpan<byte>) : Result<ExtraInfo.Resp, DecodeError> =
+        extraInfoResult body |> Result.map (fun value -> { ExtraInfo.Resp.Result = value })
 
     /// The request of a view, copied so that it outlives the frame.
     let ofResponseView (v: HttpRespCallView) : HttpRespCall.Req =
@@ -268,10 +285,8 @@ module Encode =
             Write.httpReqCallRewrite (b, m.Id, w.Path, span w.Headers, span w.Args, span w.RespHeaders, bytes w.Body)
 
     let extraInfoReq (b: FrameBuilder) (info: ExtraInfo.Info) =
-        match info with
-        | ExtraInfo.Var name -> Write.extraInfoReq (b, Schema.Info.Var, name)
-        | ExtraInfo.ReqBody -> Write.extraInfoReq (b, Schema.Info.ReqBody, null)
-        | ExtraInfo.RespBody -> Write.extraInfoReq (b, Schema.Info.RespBody, null)
+        let struct (tag, name) = ExtraInfo.toWire info
+        Write.extraInfoReq (b, tag, name)
 
     let extraInfoResp (b: FrameBuilder) (m: ExtraInfo.Resp) =
         match m.Result with

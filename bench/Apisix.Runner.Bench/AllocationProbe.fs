@@ -10,10 +10,13 @@ open System.IO
 open System.Net.Sockets
 open System.Text
 open System.Threading
+open System.Threading.Tasks
 open Microsoft.Extensions.Logging.Abstractions
 open Apisix.Runner
 
-/// The two answers issue 5 asks about: a Stop (`say`) and a Rewrite (`request-body-rewrite`).
+/// The two answers issue 5 asks about: a Stop (`say`) and a Rewrite (`request-body-rewrite`);
+/// and a plugin that reads one nginx variable through ExtraInfo, declared up front (`var-prefetched`)
+/// or asked for while it runs and awaited in a `task` (`var-asked`).
 let private plugins =
     let hello = ReadOnlyMemory(Encoding.UTF8.GetBytes "hello")
     let newBody = ReadOnlyMemory(Encoding.UTF8.GetBytes """{"rewritten":true}""")
@@ -24,7 +27,21 @@ let private plugins =
           stop)
       Plugin.ofFilter "request-body-rewrite" (fun req _ ->
           req.SetBody newBody
-          proceed) ]
+          proceed)
+      Plugin.ofFilter "var-prefetched" (fun req _ ->
+          // Prefetched: the read completes at once.
+          match req.Var("remote_addr").Result with
+          | ValueSome _ -> proceed
+          | ValueNone -> stop)
+      |> Plugin.prefetch [ ExtraInfo.Var "remote_addr" ]
+      Plugin.ofFilter "var-asked" (fun req _ ->
+          ValueTask<Decision>(
+              task {
+                  match! req.Var "remote_addr" with
+                  | ValueSome _ -> return Decision.Continue
+                  | ValueNone -> return Decision.Stop
+              }
+          )) ]
 
 let private frameOf (encode: FrameBuilder -> Result<ReadOnlyMemory<byte>, EncodeError>) =
     use b = new FrameBuilder()
@@ -61,11 +78,17 @@ let private measure (s: Socket) (plugin: string) (calls: int) =
         | Error e -> failwith (e.Describe())
 
     let call = frameOf (fun b -> Encode.httpReqCallReq b { Requests.request with ConfToken = token })
+    let reply = frameOf (fun b -> Encode.extraInfoResp b { Result = ValueSome "10.0.0.1"B })
 
     let once () =
         s.Send call |> ignore
+        let mutable frame = readFrame s buffer
 
-        if readFrame s buffer <> byte FrameType.HttpReqCall then
+        while frame = byte FrameType.ExtraInfo do
+            s.Send reply |> ignore
+            frame <- readFrame s buffer
+
+        if frame <> byte FrameType.HttpReqCall then
             failwith "the runner answered with an error frame"
 
     for _ in 1..20_000 do
@@ -95,7 +118,7 @@ let run (calls: int) =
     | Error e -> failwith (e.Describe())
 
     try
-        for plugin in [ "say"; "request-body-rewrite" ] do
+        for plugin in [ "say"; "request-body-rewrite"; "var-prefetched"; "var-asked" ] do
             use s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
             s.Connect(UnixDomainSocketEndPoint path)
             measure s plugin calls

@@ -23,13 +23,19 @@ type internal CallView =
 
 /// Asks APISIX for something on the connection of the current call (ExtraInfo). Answers none when
 /// the value is absent, and also when the connection broke: the session then knows, and sends no answer.
+/// What is asked is a schema tag (Schema.Info) and, for a variable, its name: no value is made per ask.
 type internal IExtraInfoSource =
-    abstract Fetch: info: ExtraInfo.Info -> ValueTask<byte[] voption>
+    abstract Fetch: tag: byte * varName: string -> ValueTask<byte[] voption>
 
 /// A body asked of APISIX at most once per call (the request's, or the upstream's).
 [<Sealed>]
-type internal FetchedBody(info: ExtraInfo.Info) =
+type internal FetchedBody(tag: byte) =
     let mutable value: Fetched<byte[]> = NotAsked
+
+    let relay =
+        Relay<byte[] voption, FetchedBody, byte[] voption>(fun body raw ->
+            body.Set raw
+            raw)
 
     member _.Reset() = value <- NotAsked
 
@@ -45,14 +51,7 @@ type internal FetchedBody(info: ExtraInfo.Info) =
         match value with
         | Present body -> ValueTask<byte[] voption>(ValueSome body)
         | Absent -> ValueTask<byte[] voption>(ValueNone)
-        | NotAsked ->
-            ValueTask<byte[] voption>(
-                task {
-                    let! raw = source.Fetch info
-                    b.Set raw
-                    return raw
-                }
-            )
+        | NotAsked -> relay.Await(source.Fetch(tag, null), b)
 
 module internal CallViews =
     let outside () =
@@ -64,17 +63,9 @@ module internal CallViews =
     let noUpstream (what: string) =
         invalidOp $"{what} is available only in the response phase (ext-plugin-post-resp)"
 
-    /// A value that may be absent, as C# reads it: null when absent; no allocation when it is there already.
-    let orNull (pending: ValueTask<'T voption>) : ValueTask<'T> =
-        if pending.IsCompletedSuccessfully then
-            ValueTask<'T>(ValueOption.toObj pending.Result)
-        else
-            ValueTask<'T>(
-                task {
-                    let! value = pending
-                    return ValueOption.toObj value
-                }
-            )
+    /// A relay to C#'s view of a value that may be absent: null when absent.
+    let orNull () =
+        Relay<'T voption, unit, 'T>(fun () value -> ValueOption.toObj value)
 
     let text (raw: byte[] voption) =
         match raw with
@@ -95,7 +86,16 @@ type Request internal () =
     let mutable id = 0u
     let mutable path: Change<string> = Kept
     let mutable body: Change<ReadOnlyMemory<byte>> = Kept
-    let originalBody = FetchedBody ExtraInfo.ReqBody
+    let originalBody = FetchedBody Schema.Info.ReqBody
+
+    let varRelay =
+        Relay<byte[] voption, string, string voption>(fun name raw ->
+            let v = CallViews.text raw
+            vars[name] <- v
+            v)
+
+    let varOrNull = CallViews.orNull ()
+    let bodyOrNull = CallViews.orNull ()
     let mutable source = Unchecked.defaultof<IExtraInfoSource>
     let mutable cancellation = CancellationToken.None
     let mutable plugin = ""
@@ -210,26 +210,11 @@ type Request internal () =
     member internal _.FetchVar(name: string) : ValueTask<string voption> =
         match vars.TryGetValue name with
         | true, v -> ValueTask<string voption>(v)
-        | _ ->
-            let fetching = source.Fetch(ExtraInfo.Var name)
-
-            if fetching.IsCompletedSuccessfully then
-                let v = CallViews.text fetching.Result
-                vars[name] <- v
-                ValueTask<string voption>(v)
-            else
-                ValueTask<string voption>(
-                    task {
-                        let! raw = fetching
-                        let v = CallViews.text raw
-                        vars[name] <- v
-                        return v
-                    }
-                )
+        | _ -> varRelay.Await(source.Fetch(Schema.Info.Var, name), name)
 
     /// An nginx variable (such as `remote_addr`), asked of APISIX on first read and kept for the
     /// rest of the call; null when unset.
-    member r.GetVarAsync(name: string) : ValueTask<string> = CallViews.orNull (r.FetchVar name)
+    member r.GetVarAsync(name: string) : ValueTask<string> = varOrNull.Await(r.FetchVar name, ())
 
     /// The request body: the one set in this chain, or APISIX's, asked once per call; none when there is none.
     member internal _.FetchBody() : ValueTask<byte[] voption> =
@@ -239,7 +224,7 @@ type Request internal () =
 
     /// The request body: the one set earlier in the chain, else APISIX's, asked on first read and
     /// kept for the rest of the call; null when the request has none.
-    member r.GetBodyAsync() : ValueTask<byte[]> = CallViews.orNull (r.FetchBody())
+    member r.GetBodyAsync() : ValueTask<byte[]> = bodyOrNull.Await(r.FetchBody(), ())
 
     member internal _.Prefetched(info: ExtraInfo.Info, value: byte[] voption) =
         match info with
@@ -279,7 +264,8 @@ type Response internal () =
     let mutable view = Idle
     let mutable status = 0us
     let mutable body: Change<ReadOnlyMemory<byte>> = Kept
-    let upstreamBody = FetchedBody ExtraInfo.RespBody
+    let upstreamBody = FetchedBody Schema.Info.RespBody
+    let upstreamOrNull = CallViews.orNull ()
     let mutable source = Unchecked.defaultof<IExtraInfoSource>
 
     member private _.Upstream(what: string) : HttpRespCallView =
@@ -366,7 +352,7 @@ type Response internal () =
 
     /// The upstream's body (response phase), asked of APISIX on first read and kept for the rest of
     /// the call; null when there is none (always in the request phase).
-    member r.GetUpstreamBodyAsync() : ValueTask<byte[]> = CallViews.orNull (r.FetchUpstreamBody())
+    member r.GetUpstreamBodyAsync() : ValueTask<byte[]> = upstreamOrNull.Await(r.FetchUpstreamBody(), ())
 
     member internal _.Prefetched(value: byte[] voption) = upstreamBody.Set value
 

@@ -6,6 +6,7 @@ open System.Collections.Generic
 open System.Diagnostics
 open System.Threading
 open System.Threading.Tasks
+open System.Threading.Tasks.Sources
 open Microsoft.Extensions.Logging
 
 /// What every session shares: the prepared configurations, the plugins, settings, log.
@@ -22,29 +23,201 @@ type internal Link =
     /// APISIX closed the connection or broke the protocol mid-call: no answer can go out.
     | Broken of reason: string
 
+/// What the frames read so far give an ExtraInfo exchange: a reply, a reason the link broke, or
+/// nothing yet (receive more).
+[<Struct; NoEquality; NoComparison>]
+type internal ReplyTake =
+    | Reply of value: byte[] voption
+    | Failed of reason: string
+    | NeedMore
+
+/// The frames a session receives, and how an ExtraInfo reply is taken from them.
+module internal Replies =
+    /// The next frame, which must be an ExtraInfo reply.
+    let take (input: FrameReader) : ReplyTake =
+        match input.TryTake() with
+        | Frame(FrameType.ExtraInfo, body, _) ->
+            match Decode.extraInfoResult body.FirstSpan with
+            | Ok value -> Reply value
+            | Error e -> Failed $"undecodable ExtraInfo reply: {e.Describe()}"
+        | Frame(other, _, _) -> Failed $"expected an ExtraInfo reply, got frame type {byte other}"
+        | TooLarge n -> Failed $"ExtraInfo reply of {n} bytes exceeds the frame limit"
+        | Incomplete -> NeedMore
+
+    let count (tag: byte) =
+        if Telemetry.extraInfo.Enabled then
+            Telemetry.extraInfo.Add(1L, KeyValuePair("type", box (Telemetry.infoName (ExtraInfo.ofWire tag null))))
+
+/// The ExtraInfo exchanges a plugin starts while its chain runs (`Var`, `Body` not prefetched):
+/// the request written, the reply read, the plugin's await completed, through one reusable source,
+/// so that an exchange allocates nothing. Asks that overlap (reads awaited together) take turns,
+/// the later ones through tasks. A closed or broken link answers none, and the session, knowing
+/// the link broke, sends nothing more.
+[<Sealed>]
+type internal Exchanges(io: IConnectionIo, input: FrameReader, asks: FrameBuilder, isOpen: unit -> bool, breakLink: string -> unit) as this =
+    let mutable core = ManualResetValueTaskSourceCore<byte[] voption>()
+    let waiting = Queue<struct (byte * string * TaskCompletionSource<byte[] voption>)>()
+    let mutable busy = false
+    // Where the exchange in progress answers: null for the reusable source.
+    let mutable target: TaskCompletionSource<byte[] voption> = null
+    let mutable sending = ValueTask<bool>()
+    let mutable receiving = ValueTask<int>()
+    let mutable onSent: Action = null
+    let mutable onReceived: Action = null
+
+    do
+        onSent <- Action(fun () -> this.Sent(sending.GetAwaiter().GetResult()))
+        onReceived <- Action(fun () -> this.Received(receiving.GetAwaiter().GetResult()))
+
+    member private x.Start(tag: byte, name: string) =
+        Replies.count tag
+
+        match Write.extraInfoReq (asks, tag, name) with
+        | Error e -> x.Complete(ValueNone, e.Describe())
+        | Ok frame ->
+            let sent = io.SendAsync frame
+
+            if sent.IsCompleted then
+                x.Sent(sent.GetAwaiter().GetResult())
+            else
+                sending <- sent
+                sent.GetAwaiter().UnsafeOnCompleted onSent
+
+    member private x.Sent(ok: bool) =
+        if ok then
+            x.Read()
+        else
+            x.Complete(ValueNone, "APISIX closed the connection before an ExtraInfo request")
+
+    member private x.Received(n: int) =
+        if n = 0 then
+            x.Complete(ValueNone, "APISIX closed the connection during an ExtraInfo exchange")
+        else
+            input.Received n
+            x.Read()
+
+    member private x.Read() =
+        let mutable reading = true
+
+        while reading do
+            match Replies.take input with
+            | Reply value ->
+                reading <- false
+                x.Complete(value, null)
+            | Failed reason ->
+                reading <- false
+                x.Complete(ValueNone, reason)
+            | NeedMore ->
+                let r = io.ReceiveAsync(input.Free())
+
+                if r.IsCompleted then
+                    let n = r.GetAwaiter().GetResult()
+
+                    if n = 0 then
+                        reading <- false
+                        x.Complete(ValueNone, "APISIX closed the connection during an ExtraInfo exchange")
+                    else
+                        input.Received n
+                else
+                    reading <- false
+                    receiving <- r
+                    r.GetAwaiter().UnsafeOnCompleted onReceived
+
+    /// Ends the exchange in progress (`broken`: why the link broke, or null) and starts the next waiting one.
+    member private x.Complete(value: byte[] voption, broken: string) =
+        if not (isNull broken) then breakLink broken
+        let answer = if isNull broken then value else ValueNone
+        let finished = target
+
+        if waiting.Count > 0 && isOpen () then
+            let struct (tag, name, next) = waiting.Dequeue()
+            target <- next
+            x.Start(tag, name)
+        else
+            for struct (_, _, pending) in waiting do
+                pending.SetResult ValueNone
+
+            waiting.Clear()
+            target <- null
+            busy <- false
+
+        if isNull finished then core.SetResult answer else finished.SetResult answer
+
+    /// Asks APISIX for `tag` (a variable named `name`); none when it is absent or the link broke.
+    member x.Ask(tag: byte, name: string) : ValueTask<byte[] voption> =
+        if not (isOpen ()) then
+            ValueTask<byte[] voption>(ValueNone)
+        elif busy then
+            let later = TaskCompletionSource<byte[] voption>(TaskCreationOptions.RunContinuationsAsynchronously)
+            waiting.Enqueue(struct (tag, name, later))
+            ValueTask<byte[] voption>(later.Task)
+        else
+            busy <- true
+            core.Reset()
+            x.Start(tag, name)
+            ValueTask<byte[] voption>(x, core.Version)
+
+    interface IValueTaskSource<byte[] voption> with
+        member _.GetResult token = core.GetResult token
+        member _.GetStatus token = core.GetStatus token
+        member _.OnCompleted(continuation, state, token, flags) = core.OnCompleted(continuation, state, token, flags)
+
 /// One APISIX connection's protocol, whatever moves its bytes: takes whole frames, serves one call
 /// at a time (with its ExtraInfo exchanges on the same connection), sends the answers, until
-/// APISIX closes the connection or the runner drains. A call whose chain completes synchronously
-/// is answered in the same turn and arms nothing; a call that goes asynchronous gets a deadline,
-/// which the server's coarse tick enforces (CheckDeadline).
+/// APISIX closes the connection or the runner drains.
+/// A call whose chain completes synchronously is answered in the same turn and arms nothing. A call
+/// that has to wait (for APISIX's ExtraInfo replies, or for a plugin's own work) continues from the
+/// completions of what it waits for, through one reusable source that the session's loop awaits,
+/// so that waiting allocates nothing; it gets a deadline, which the server's coarse tick enforces
+/// (CheckDeadline): past it the call is answered SERVICE_UNAVAILABLE and the connection closes.
 [<Sealed>]
-type internal Session(io: IConnectionIo, ctx: RunnerContext) =
+type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
     let input = FrameReader(ctx.Options.MaxFrameBytes)
     let answers = new FrameBuilder(1024)
     let asks = new FrameBuilder(256)
     let batch = ArrayBufferWriter<byte>(256)
     let call = Call()
-    let gate = new SemaphoreSlim(1, 1)
     let maxFrame = ctx.Options.MaxFrameBytes
     let timeoutTicks = int64 (ctx.Options.CallTimeout.TotalSeconds * float Stopwatch.Frequency)
     // The body of the frame being served: its view must outlive the input buffer, which ExtraInfo
     // replies move and grow. A copy of a request frame costs far less than the call around it.
     let mutable callBody = ArrayPool<byte>.Shared.Rent 4096
-    // Never armed: the server's tick cancels it when an asynchronous call passes its deadline.
+    // Never armed: cancelled when the call in progress passes its deadline.
     let cts = new CancellationTokenSource()
     let mutable link = Open
-    // When the asynchronous call in progress must end (Stopwatch ticks); 0 when none is.
+
+    // ---- the call in progress ----
+    let mutable chain = Unchecked.defaultof<ChainPhase>
+    let mutable token = 0u
+    let mutable started = 0L
+    let mutable activity: Activity = null
+    let mutable callPhase = CallPhase.Request
+    // Whether the call went asynchronous: then `answered` completes it, else `result` holds its answer.
+    let mutable async' = false
+    let mutable answered = ManualResetValueTaskSourceCore<bool>()
+    let mutable result = ValueTask<bool>()
+    // When the waiting call must end (Stopwatch ticks); 0 when none waits.
     let mutable deadline = 0L
+    // 1 while the call waits for APISIX's replies or its chain, 2 once it expired, 0 otherwise:
+    // whoever moves it from 1 goes on with the call.
+    let mutable waiting = 0
+    let mutable running = ValueTask<Decision>()
+    let mutable sending = ValueTask<bool>()
+    let mutable receiving = ValueTask<int>()
+    let mutable prefetched = 0
+    let mutable onChainDone: Action = null
+    let mutable onBatchSent: Action = null
+    let mutable onReplyReceived: Action = null
+    let mutable onAnswerSent: Action = null
+
+    let exchanges =
+        Exchanges(io, input, asks, (fun () -> link = Open), fun reason -> if link = Open then link <- Broken reason)
+
+    do
+        onChainDone <- Action(fun () -> this.ChainDone())
+        onBatchSent <- Action(fun () -> this.BatchSent(sending.GetAwaiter().GetResult()))
+        onReplyReceived <- Action(fun () -> this.ReplyReceived())
+        onAnswerSent <- Action(fun () -> answered.SetResult(sending.GetAwaiter().GetResult()))
 
     let keepBody (body: ReadOnlySequence<byte>) =
         let n = int body.Length
@@ -91,169 +264,6 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
                 }
             )
 
-    let countExchange (info: ExtraInfo.Info) =
-        if Telemetry.extraInfo.Enabled then
-            Telemetry.extraInfo.Add(1L, KeyValuePair("type", box (Telemetry.infoName info)))
-
-    /// Reads the reply to an ExtraInfo request: the next frame, which must be an ExtraInfo one.
-    /// Anything else breaks the link, and the reply reads as absent.
-    let readReply () : Task<byte[] voption> =
-        task {
-            let mutable reply = ValueNone
-            let mutable waiting = link = Open
-
-            while waiting do
-                match input.TryTake() with
-                | Frame(FrameType.ExtraInfo, body, _) ->
-                    match Decode.extraInfoResp body.FirstSpan with
-                    | Ok resp -> reply <- resp.Result
-                    | Error e -> breakLink $"undecodable ExtraInfo reply: {e.Describe()}"
-
-                    waiting <- false
-                | Frame(other, _, _) ->
-                    breakLink $"expected an ExtraInfo reply, got frame type {byte other}"
-                    waiting <- false
-                | TooLarge n ->
-                    breakLink $"ExtraInfo reply of {n} bytes exceeds the frame limit"
-                    waiting <- false
-                | Incomplete ->
-                    let! n = io.ReceiveAsync(input.Free())
-
-                    if n = 0 then
-                        breakLink "APISIX closed the connection during an ExtraInfo exchange"
-                        waiting <- false
-                    else
-                        input.Received n
-
-            return reply
-        }
-
-    /// One ExtraInfo exchange; concurrent asks of one call take turns.
-    let ask (info: ExtraInfo.Info) : Task<byte[] voption> =
-        task {
-            do! gate.WaitAsync()
-
-            try
-                if link <> Open then
-                    return ValueNone
-                else
-                    countExchange info
-                    let! sent = send (Encode.extraInfoReq asks info)
-
-                    if sent then
-                        return! readReply ()
-                    else
-                        breakLink "APISIX closed the connection before an ExtraInfo request"
-                        return ValueNone
-            finally
-                gate.Release() |> ignore
-        }
-
-    /// Asks for everything the chain declared, all requests written at once, replies read in order.
-    let prefetch (infos: ExtraInfo.Info[]) : Task =
-        task {
-            batch.Clear()
-
-            for info in infos do
-                countExchange info
-
-                match Encode.extraInfoReq asks info with
-                | Ok frame -> batch.Write frame.Span
-                | Error e -> invalidOp (e.Describe())
-
-            let! sent = io.SendAsync batch.WrittenMemory
-
-            if not sent then
-                breakLink "APISIX closed the connection before the ExtraInfo requests"
-
-            let mutable i = 0
-
-            while i < infos.Length && link = Open do
-                let! value = readReply ()
-                call.Prefetched(infos[i], value)
-                i <- i + 1
-        }
-
-    /// The prefetch, then the chain: what a call runs before its answer.
-    let run (phase: ChainPhase) : ValueTask<Decision> =
-        if phase.Prefetch.Length = 0 then
-            phase.Run call.Request call.Response
-        else
-            ValueTask<Decision>(
-                task {
-                    do! prefetch phase.Prefetch
-
-                    if link = Open then
-                        return! phase.Run call.Request call.Response
-                    else
-                        return Decision.Continue
-                }
-            )
-
-    let lost (reason: string) =
-        Log.connectionLost.Invoke(ctx.Logger, Log.escape reason, null)
-
-    /// Answers one call whose request and response are set up; false when the connection must end.
-    let serve (phase: ChainPhase, token: uint32) : Task<bool> =
-        task {
-            let started = if Telemetry.duration.Enabled then Stopwatch.GetTimestamp() else 0L
-            let activity = Telemetry.startCall call.Request
-            let callPhase = call.Request.Phase
-
-            try
-                let running = run phase
-
-                let! decision =
-                    if running.IsCompleted then
-                        running
-                    else
-                        Volatile.Write(&deadline, Stopwatch.GetTimestamp() + timeoutTicks)
-                        ValueTask<Decision>(running.AsTask().WaitAsync cts.Token)
-
-                Volatile.Write(&deadline, 0L)
-
-                match link with
-                | Broken reason ->
-                    lost reason
-                    Telemetry.endCall callPhase call.Plugin Outcome.Broken started activity
-                    return false
-                | Open ->
-                    match call.Encode(answers, decision) with
-                    | Ok frame ->
-                        let outcome = call.Outcome decision
-
-                        if ctx.Logger.IsEnabled LogLevel.Debug then
-                            Log.call.Invoke(ctx.Logger, call.Request.Id, token, outcome.Name, null)
-
-                        Telemetry.endCall callPhase call.Plugin outcome started activity
-                        call.Finish()
-                        return! io.SendAsync frame
-                    | Error e ->
-                        Log.answerFailed.Invoke(ctx.Logger, call.Request.Id, Log.escape (e.Describe()), null)
-                        Telemetry.endCall callPhase call.Plugin Outcome.Error started activity
-                        call.Finish()
-                        return! sendError Err.Code.SERVICE_UNAVAILABLE
-            with
-            | :? OperationCanceledException when cts.IsCancellationRequested ->
-                Log.callTimedOut.Invoke(ctx.Logger, call.Request.Id, Log.escape call.Plugin, ctx.Options.CallTimeout, null)
-                Telemetry.endCall callPhase call.Plugin Outcome.Timeout started activity
-                let! _ = sendError Err.Code.SERVICE_UNAVAILABLE
-                return false
-            | ex ->
-                Volatile.Write(&deadline, 0L)
-
-                match link with
-                | Broken reason ->
-                    lost reason
-                    Telemetry.endCall callPhase call.Plugin Outcome.Broken started activity
-                    return false
-                | Open ->
-                    Log.pluginFailed.Invoke(ctx.Logger, Log.escape call.Plugin, call.Request.Id, Log.escaped ex)
-                    Telemetry.endCall callPhase call.Plugin Outcome.Error started activity
-                    call.Finish()
-                    return! sendError Err.Code.SERVICE_UNAVAILABLE
-        }
-
     let prepare (body: ReadOnlyMemory<byte>) : ValueTask<bool> =
         match Decode.prepareConfReq body.Span with
         | Error e -> reject (e.Describe())
@@ -276,6 +286,191 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
         Log.tokenNotFound.Invoke(ctx.Logger, token, null)
         sendError Err.Code.CONF_TOKEN_NOT_FOUND
 
+    /// From now on the call completes through `answered`, and its deadline runs.
+    member private _.GoAsync() =
+        if not async' then
+            async' <- true
+            answered.Reset()
+            Volatile.Write(&deadline, Stopwatch.GetTimestamp() + timeoutTicks)
+
+    /// The call waits from now on for APISIX or its chain: the deadline may end it first.
+    member private s.Waits() =
+        s.GoAsync()
+        Volatile.Write(&waiting, 1)
+
+    /// Ends the call with the outcome of sending its last frame.
+    member private _.Finish(sent: ValueTask<bool>) =
+        Volatile.Write(&deadline, 0L)
+
+        if not async' then
+            result <- sent
+        elif sent.IsCompleted then
+            answered.SetResult(sent.GetAwaiter().GetResult())
+        else
+            sending <- sent
+            sent.GetAwaiter().UnsafeOnCompleted onAnswerSent
+
+    /// The link broke during the call: nothing goes out, the connection ends.
+    member private s.Lost() =
+        match link with
+        | Broken reason -> Log.connectionLost.Invoke(ctx.Logger, Log.escape reason, null)
+        | Open -> ()
+
+        Telemetry.endCall callPhase call.Plugin Outcome.Broken started activity
+        s.Finish(ValueTask<bool>(false))
+
+    /// The chain decided (or failed): the answer goes out.
+    member private s.Decided(decided: ValueTask<Decision>) =
+        let decision =
+            try
+                Ok(decided.GetAwaiter().GetResult())
+            with ex ->
+                Error ex
+
+        match link, decision with
+        | Broken _, _ -> s.Lost()
+        | Open, Error ex ->
+            Log.pluginFailed.Invoke(ctx.Logger, Log.escape call.Plugin, call.Request.Id, Log.escaped ex)
+            Telemetry.endCall callPhase call.Plugin Outcome.Error started activity
+            call.Finish()
+            s.Finish(sendError Err.Code.SERVICE_UNAVAILABLE)
+        | Open, Ok decision ->
+            match call.Encode(answers, decision) with
+            | Ok frame ->
+                let outcome = call.Outcome decision
+
+                if ctx.Logger.IsEnabled LogLevel.Debug then
+                    Log.call.Invoke(ctx.Logger, call.Request.Id, token, outcome.Name, null)
+
+                Telemetry.endCall callPhase call.Plugin outcome started activity
+                call.Finish()
+                s.Finish(io.SendAsync frame)
+            | Error e ->
+                Log.answerFailed.Invoke(ctx.Logger, call.Request.Id, Log.escape (e.Describe()), null)
+                Telemetry.endCall callPhase call.Plugin Outcome.Error started activity
+                call.Finish()
+                s.Finish(sendError Err.Code.SERVICE_UNAVAILABLE)
+
+    member private s.RunChain() =
+        let decided =
+            try
+                chain.Run call.Request call.Response
+            with ex ->
+                ValueTask<Decision>(Task.FromException<Decision> ex)
+
+        if decided.IsCompleted then
+            s.Decided decided
+        else
+            running <- decided
+            s.Waits()
+            decided.GetAwaiter().UnsafeOnCompleted onChainDone
+
+    member private s.ChainDone() =
+        if Interlocked.CompareExchange(&waiting, 0, 1) = 1 then
+            s.Decided running
+        else
+            // Expired: the answer went out already; the plugin's outcome only needs taking.
+            try
+                running.GetAwaiter().GetResult() |> ignore
+            with _ ->
+                ()
+
+    /// Writes every request the chain declared at once; the replies come back in order.
+    member private s.StartPrefetch() =
+        batch.Clear()
+
+        let written =
+            chain.Prefetch
+            |> Array.forall (fun info ->
+                let struct (tag, name) = ExtraInfo.toWire info
+                Replies.count tag
+
+                match Write.extraInfoReq (asks, tag, name) with
+                | Ok frame ->
+                    batch.Write frame.Span
+                    true
+                | Error _ -> false)
+
+        if not written then
+            breakLink "an ExtraInfo request could not be encoded"
+            s.Lost()
+        else
+            prefetched <- 0
+            let sent = io.SendAsync batch.WrittenMemory
+
+            if sent.IsCompleted then
+                s.BatchSent(sent.GetAwaiter().GetResult())
+            else
+                s.GoAsync()
+                sending <- sent
+                sent.GetAwaiter().UnsafeOnCompleted onBatchSent
+
+    member private s.BatchSent(ok: bool) =
+        if ok then
+            s.ReadReplies()
+        else
+            breakLink "APISIX closed the connection before the ExtraInfo requests"
+            s.Lost()
+
+    /// Takes the prefetch's replies as they come, then runs the chain.
+    member private s.ReadReplies() =
+        let mutable reading = true
+
+        while reading do
+            if prefetched = chain.Prefetch.Length then
+                reading <- false
+                s.RunChain()
+            else
+                match Replies.take input with
+                | Reply value ->
+                    call.Prefetched(chain.Prefetch[prefetched], value)
+                    prefetched <- prefetched + 1
+                | Failed reason ->
+                    reading <- false
+                    breakLink reason
+                    s.Lost()
+                | NeedMore ->
+                    let r = io.ReceiveAsync(input.Free())
+
+                    if r.IsCompleted then
+                        let n = r.GetAwaiter().GetResult()
+
+                        if n = 0 then
+                            reading <- false
+                            breakLink "APISIX closed the connection during an ExtraInfo exchange"
+                            s.Lost()
+                        else
+                            input.Received n
+                    else
+                        reading <- false
+                        receiving <- r
+                        s.Waits()
+                        r.GetAwaiter().UnsafeOnCompleted onReplyReceived
+
+    member private s.ReplyReceived() =
+        let n = receiving.GetAwaiter().GetResult()
+
+        if Interlocked.CompareExchange(&waiting, 0, 1) = 1 then
+            if n = 0 then
+                breakLink "APISIX closed the connection during an ExtraInfo exchange"
+                s.Lost()
+            else
+                input.Received n
+                s.ReadReplies()
+
+    /// Answers a call whose request and response are set up; false when the connection must end.
+    member private s.Serve(phase: ChainPhase, callToken: uint32) : ValueTask<bool> =
+        chain <- phase
+        token <- callToken
+        started <- if Telemetry.duration.Enabled then Stopwatch.GetTimestamp() else 0L
+        activity <- Telemetry.startCall call.Request
+        callPhase <- call.Request.Phase
+        async' <- false
+
+        if phase.Prefetch.Length = 0 then s.RunChain() else s.StartPrefetch()
+
+        if async' then ValueTask<bool>(s, answered.Version) else result
+
     /// Dispatches one frame from APISIX; false when the connection must end.
     member private s.Handle(frameType: FrameType, body: ReadOnlyMemory<byte>) : ValueTask<bool> =
         match frameType with
@@ -288,7 +483,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
                 | ValueNone -> tokenNotFound view.ConfToken
                 | ValueSome chain ->
                     call.StartRequest(view, s, cts.Token)
-                    s.Answer(chain.Request, view.ConfToken)
+                    s.Serve(chain.Request, view.ConfToken)
         | FrameType.HttpRespCall ->
             match HttpRespCallView.Read body with
             | Error e -> reject (e.Describe())
@@ -297,10 +492,8 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
                 | ValueNone -> tokenNotFound view.ConfToken
                 | ValueSome chain ->
                     call.StartResponse(view, s, cts.Token)
-                    s.Answer(chain.Response, view.ConfToken)
+                    s.Serve(chain.Response, view.ConfToken)
         | other -> reject $"frame type {byte other} is not a call APISIX starts"
-
-    member private _.Answer(phase: ChainPhase, token: uint32) = ValueTask<bool>(serve (phase, token))
 
     /// Serves the connection until APISIX closes it, the stream breaks, or the runner drains.
     member s.RunAsync() : Task =
@@ -330,15 +523,33 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
                 s.Dispose()
         }
 
-    /// Cancels the asynchronous call in progress when it is past its deadline (Stopwatch ticks).
+    /// Ends the waiting call when it is past its deadline (Stopwatch ticks): the plugins see their
+    /// cancellation token cancelled, APISIX gets SERVICE_UNAVAILABLE, and the connection closes.
     member _.CheckDeadline(now: int64) =
         let d = Volatile.Read &deadline
 
-        if d <> 0L && now > d then
+        if d <> 0L && now > d && Interlocked.CompareExchange(&waiting, 2, 1) = 1 then
+            Volatile.Write(&deadline, 0L)
+
             try
                 cts.Cancel()
             with :? ObjectDisposedException ->
                 ()
+
+            Log.callTimedOut.Invoke(ctx.Logger, call.Request.Id, Log.escape call.Plugin, ctx.Options.CallTimeout, null)
+            Telemetry.endCall callPhase call.Plugin Outcome.Timeout started activity
+            let sent = sendError Err.Code.SERVICE_UNAVAILABLE
+
+            // The connection closes either way; closing it ends what the call still waits for.
+            if sent.IsCompleted then
+                io.Close()
+                answered.SetResult false
+            else
+                sending <- sent
+
+                sent.GetAwaiter().UnsafeOnCompleted(fun () ->
+                    io.Close()
+                    answered.SetResult false)
 
     member private _.Dispose() =
         try
@@ -355,9 +566,10 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
             ArrayPool<byte>.Shared.Return callBody
             callBody <- null
 
+    interface IValueTaskSource<bool> with
+        member _.GetResult token = answered.GetResult token
+        member _.GetStatus token = answered.GetStatus token
+        member _.OnCompleted(continuation, state, token, flags) = answered.OnCompleted(continuation, state, token, flags)
+
     interface IExtraInfoSource with
-        member _.Fetch info =
-            if link <> Open then
-                ValueTask<byte[] voption>(ValueNone)
-            else
-                ValueTask<byte[] voption>(ask info)
+        member _.Fetch(tag, name) = exchanges.Ask(tag, name)

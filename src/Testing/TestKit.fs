@@ -134,7 +134,8 @@ type private TableSource(vars: Dictionary<string, string>, reqBody: byte[], resp
     member _.Asked = List.ofSeq asked
 
     interface IExtraInfoSource with
-        member _.Fetch info =
+        member _.Fetch(tag, name) =
+            let info = ExtraInfo.ofWire tag name
             asked.Add info
 
             let value =
@@ -177,7 +178,8 @@ type PluginTestKit =
             start call
 
             for info in phase.Prefetch do
-                let! value = (source :> IExtraInfoSource).Fetch info
+                let struct (tag, name) = ExtraInfo.toWire info
+                let! value = (source :> IExtraInfoSource).Fetch(tag, name)
                 call.Prefetched(info, value)
 
             let! decision = phase.Run call.Request call.Response

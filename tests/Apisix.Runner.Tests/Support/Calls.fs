@@ -16,7 +16,8 @@ type FakeSource(answer: ExtraInfo.Info -> byte[] voption) =
     member _.Asked = List.ofSeq asked
 
     interface IExtraInfoSource with
-        member _.Fetch info =
+        member _.Fetch(tag, name) =
+            let info = ExtraInfo.ofWire tag name
             asked.Add info
 
             ValueTask<byte[] voption>(
@@ -29,7 +30,7 @@ type FakeSource(answer: ExtraInfo.Info -> byte[] voption) =
 /// Plays APISIX's side of ExtraInfo: nothing is set.
 type NoExtraInfo() =
     interface IExtraInfoSource with
-        member _.Fetch _ = ValueTask<byte[] voption>(ValueNone)
+        member _.Fetch(_, _) = ValueTask<byte[] voption>(ValueNone)
 
 let utf8 (s: string) = Encoding.UTF8.GetBytes s
 
