@@ -33,6 +33,7 @@ namespace Apisix.Runner.Samples
                 .AddPlugin<RequestBodyRewritePlugin>()
                 .AddPlugin<ResponseRewritePlugin>()
                 .AddPlugin<StopPlugin>()
-                .AddPlugin<RewritePlugin>();
+                .AddPlugin<RewritePlugin>()
+                .AddPlugin<ClientIpPlugin>();
     }
 }

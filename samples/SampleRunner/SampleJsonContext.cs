@@ -21,4 +21,5 @@ namespace Apisix.Runner.Samples;
 [JsonSerializable(typeof(ResponseRewriteConfig))]
 [JsonSerializable(typeof(StopConfig))]
 [JsonSerializable(typeof(RewriteConfig))]
+[JsonSerializable(typeof(ClientIpConfig))]
 internal sealed partial class SampleJsonContext : JsonSerializerContext;

@@ -45,7 +45,7 @@ public class PluginServiceCollectionExtensionsTests
         var names = Names(new ServiceCollection().AddPluginsFromAssembly(typeof(SamplePlugins).Assembly));
 
         Assert.Equal(
-            ["fault-injection", "limit-req", "request-body-rewrite", "response-rewrite", "rewrite", "say", "stop"],
+            ["client-ip", "fault-injection", "limit-req", "request-body-rewrite", "response-rewrite", "rewrite", "say", "stop"],
             names.Order());
     }
 

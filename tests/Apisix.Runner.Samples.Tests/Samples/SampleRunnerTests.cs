@@ -98,12 +98,12 @@ public class SampleRunnerProcess : IAsyncLifetime
 public class SampleRunnerTests
 {
     [Fact]
-    public void The_runner_registers_every_sample_under_the_Go_runners_names()
+    public void The_runner_registers_every_sample_under_its_route_name()
     {
         var plugins = new ServiceCollection().AddSamplePlugins().BuildServiceProvider().GetServices<Plugin>();
 
         Assert.Equal(
-            ["say", "fault-injection", "limit-req", "request-body-rewrite", "response-rewrite", "stop", "rewrite"],
+            ["say", "fault-injection", "limit-req", "request-body-rewrite", "response-rewrite", "stop", "rewrite", "client-ip"],
             plugins.Select(p => p.Name));
     }
 
