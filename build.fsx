@@ -218,20 +218,29 @@ let bench () =
     let jit = Path.Combine(out, "jit", "SampleRunner")
     let aot = Path.Combine(out, "aot", "SampleRunner")
 
+    let runners =
+        [ for build, binary in [ "jit", jit; "aot", aot ] do
+              for transport in [ "epoll"; "socket" ] -> $"{build}-{transport}=env Runner__Transport={transport} {binary}" ]
+
     let scenarios =
-        [ "say", "say", """{"body":"hello"}""", "stop"
-          "rewrite", "request-body-rewrite", """{"new_body":"rewritten"}""", "rewrite" ]
+        [ "say", """{"body":"hello"}""", "stop"
+          "request-body-rewrite", """{"new_body":"rewritten"}""", "rewrite"
+          "client-ip", "{}", "none" ]
 
-    for name, plugin, conf, expect in scenarios do
-        let code, _ =
-            exec
-                "bash"
-                [ Path.Combine(loadgen, "compare.sh"); "-d"; string seconds; "-w"; "1"; "-c"; "1 16 64"; "-r"; string rounds; "-q"; "20"
-                  "-o"; Path.Combine(out, name); "-l"; $"--conf-name {plugin} --conf-value {conf} --expect-action {expect}"
-                  $"jit={jit}"; $"aot={aot}"; $"aot-inline=env Runner__InlineCompletions=true {aot}" ]
-                []
+    // Saturated: the floor spins before it sleeps (its default); paced: 10,000 calls/s, nobody spins.
+    let modes = [ "saturated", "1 16 64", "50", ""; "paced", "16 64", "0", "--rate 10000" ]
 
-        if code <> 0 then failwith $"compare.sh failed for {name}"
+    for plugin, conf, expect in scenarios do
+        for mode, conns, spin, load in modes do
+            let code, _ =
+                exec
+                    "bash"
+                    ([ Path.Combine(loadgen, "compare.sh"); "-d"; string seconds; "-w"; "1"; "-c"; conns; "-r"; string rounds; "-q"; "20"; "-s"; spin
+                       "-o"; Path.Combine(out, $"{plugin}-{mode}"); "-l"; $"--conf-name {plugin} --conf-value {conf} --expect-action {expect} {load}" ]
+                     @ runners)
+                    []
+
+            if code <> 0 then failwith $"compare.sh failed for {plugin}, {mode}"
 
     dotnet [ "build"; benchProject; "-c"; "Release"; "-nologo" ]
     let _, alloc = exec "dotnet" [ "run"; "--project"; benchProject; "-c"; "Release"; "--no-build"; "--"; "alloc"; "1000000" ] []
@@ -247,7 +256,8 @@ let bench () =
         (Path.Combine(root, "docs"))
         rounds
         seconds
-        [ for name, plugin, _, _ in scenarios -> plugin, Report.summarize (Report.readRuns (Path.Combine(out, name, "results.jsonl"))) ]
+        [ for plugin, _, _ in scenarios do
+              for mode, _, _, _ in modes -> plugin, mode, Report.summarize (Report.readRuns (Path.Combine(out, $"{plugin}-{mode}", "results.jsonl"))) ]
         (alloc |> List.filter (fun l -> l.Contains "allocated per call"))
         micro
         memory
