@@ -25,7 +25,13 @@ namespace Apisix.Runner.CSharp;
 /// <see cref="Continue"/>. For a configuration bound to a C# type, derive from
 /// <see cref="PluginBase{TConfig}"/>.
 /// </para>
+/// <para>
+/// A runner also finds the concrete subclasses in the plugin assemblies of the folders
+/// <c>Runner:PluginFolders</c> lists, and registers each under its name: the attribute below tells
+/// the core how to make them.
+/// </para>
 /// </remarks>
+[PluginBaseClass(typeof(PluginClassFactory))]
 public abstract class PluginBase
 {
     /// <summary>The name routes use for this plugin; set before any filter runs.</summary>

@@ -70,6 +70,17 @@ public static class PluginFactory
     }
 }
 
+/// <summary>
+/// Makes the plugin of a <see cref="PluginBase"/> subclass that the core found in a plugin folder
+/// (<c>Runner:PluginFolders</c>), as <c>AddPlugin&lt;T&gt;()</c> registers one: named by
+/// <see cref="PluginType.NameOf"/>, its instances made from the runner's services.
+/// </summary>
+internal sealed class PluginClassFactory : IPluginClassFactory
+{
+    public Plugin Create([DynamicallyAccessedMembers(PluginFactory.PluginMembers)] Type pluginType, IServiceProvider services) =>
+        PluginFactory.Describe(pluginType, null).ToPlugin(services);
+}
+
 /// <summary>A plugin type checked at registration: what Prepare needs, per route configuration.</summary>
 internal sealed class PluginDescription(string name, ObjectFactory factory, bool requestPhase, bool responsePhase)
 {

@@ -2,6 +2,7 @@ namespace Apisix.Runner
 
 open System
 open System.Globalization
+open System.IO
 open System.Runtime.CompilerServices
 open System.Runtime.InteropServices
 open System.Threading
@@ -54,10 +55,29 @@ module RunnerConfiguration =
           setting "ShutdownTimeout" timeSpan (fun o v -> o.ShutdownTimeout <- v)
           setting "InlineCompletions" bool' (fun o v -> o.InlineCompletions <- v) ]
 
+    /// `Runner:PluginFolders`, a list rather than one value: read by `pluginFolders`.
+    [<Literal>]
+    let private PluginFolders = "PluginFolders"
+
+    /// The folders `Runner:PluginFolders` lists: the paths of its own value, split on the platform's
+    /// path separator (`Runner__PluginFolders=/a:/b`), then its items in order
+    /// (`Runner:PluginFolders:0`, `Runner:PluginFolders:1`, or a JSON array).
+    let private pluginFolders (section: IConfigurationSection) : string list =
+        [ match section.Value with
+          | null -> ()
+          | text -> yield! text.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
+          for item in section.GetChildren() do
+              if not (String.IsNullOrWhiteSpace item.Value) then
+                  item.Value.Trim() ]
+
     /// The keys of the `Runner` section that no setting reads: misspellings, usually.
     let unknownKeys (configuration: IConfiguration) : string list =
+        let known (key: string) =
+            String.Equals(key, PluginFolders, StringComparison.OrdinalIgnoreCase)
+            || settings |> List.exists (fun (setting, _) -> String.Equals(setting, key, StringComparison.OrdinalIgnoreCase))
+
         [ for child in configuration.GetSection("Runner").GetChildren() do
-              if not (settings |> List.exists (fun (key, _) -> String.Equals(key, child.Key, StringComparison.OrdinalIgnoreCase))) then
+              if not (known child.Key) then
                   "Runner:" + child.Key ]
 
     /// Applies APISIX's two environment variables and the `Runner` section to `options`;
@@ -70,6 +90,10 @@ module RunnerConfiguration =
                 [ $"{key} has an unreadable value '{text}'" ]
 
         let section = configuration.GetSection "Runner"
+
+        match pluginFolders (section.GetSection PluginFolders) with
+        | [] -> ()
+        | folders -> options.PluginFolders <- ResizeArray folders
 
         [ yield!
               read "APISIX_LISTEN_ADDRESS" configuration["APISIX_LISTEN_ADDRESS"] (fun v ->

@@ -145,3 +145,6 @@ module internal Log =
 
     let unknownSetting =
         LoggerMessage.Define<string>(LogLevel.Warning, EventId(15, "UnknownSetting"), "Unknown setting {Key} ignored: no runner setting has that name")
+
+    let pluginFolderLoaded =
+        LoggerMessage.Define<string, string>(LogLevel.Information, EventId(16, "PluginFolderLoaded"), "Loaded plugin folder {Folder}: {Plugins}")

@@ -1,6 +1,7 @@
 namespace Apisix.Runner
 
 open System
+open System.Collections.Generic
 open System.IO
 
 /// Settings of the runner. APISIX sets the first two through the environment
@@ -35,6 +36,14 @@ type RunnerOptions() =
     /// connection. Only for plugins that never block; applied by RunnerHost when the process starts.
     member val InlineCompletions = false with get, set
 
+    /// Folders whose plugin assemblies are loaded at start, each an absolute path: every `.dll` with
+    /// its `.deps.json` beside it (what `dotnet publish` of a plugin project makes) is loaded in a
+    /// load context of its own, and its plugins are registered beside the runner's own. Configured
+    /// as `Runner:PluginFolders:0`, `Runner:PluginFolders:1`, ... (a JSON array), or as one string
+    /// of paths separated by the platform's path separator (`:` on Linux, as in PATH). Not
+    /// available in a Native AOT build, which cannot load assemblies.
+    member val PluginFolders: IList<string> = ResizeArray<string>() with get, set
+
     /// How long a prepared configuration lives after its last use.
     member o.ConfLifetime = o.ConfExpireTime * 1.2
 
@@ -68,4 +77,12 @@ type RunnerOptions() =
           if o.ConfCacheCapacity < 1 then
               "Runner:ConfCacheCapacity must be at least 1"
           if o.ShutdownTimeout < TimeSpan.Zero then
-              "Runner:ShutdownTimeout must not be negative" ]
+              "Runner:ShutdownTimeout must not be negative"
+          if not (isNull o.PluginFolders) then
+              let listed = HashSet<string>(StringComparer.Ordinal)
+
+              for folder in o.PluginFolders do
+                  if String.IsNullOrWhiteSpace folder || not (Path.IsPathRooted folder) then
+                      $"Runner:PluginFolders must list absolute folder paths, got '{folder}'"
+                  elif not (listed.Add(Path.TrimEndingDirectorySeparator(Path.GetFullPath folder))) then
+                      $"Runner:PluginFolders lists {folder} twice" ]

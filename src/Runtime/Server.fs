@@ -17,6 +17,9 @@ type StartError =
     | InvalidSettings of problems: string list
     /// Two registered plugins share a name, or one has none.
     | InvalidPlugins of problem: string
+    /// A plugin folder could not be loaded: it is missing, an assembly or a dependency does not
+    /// load, a plugin cannot be made, or the runner is a Native AOT build.
+    | PluginFolderFailed of problem: string
     /// Another process serves the socket path.
     | SocketInUse of path: string
     /// The socket could not be created, bound or given its mode.
@@ -26,15 +29,17 @@ type StartError =
     member e.Describe() =
         match e with
         | InvalidSettings problems -> "invalid runner settings: " + String.Join("; ", problems)
-        | InvalidPlugins problem -> problem
+        | InvalidPlugins problem
+        | PluginFolderFailed problem -> problem
         | SocketInUse path -> $"another process is serving {path}; not taking it over"
         | SocketFailed(path, reason) -> $"cannot listen on {path}: {reason}"
 
 /// The unix-socket server APISIX talks to: binds the socket, hands each connection to a session
 /// through the transport, sweeps the conf cache, enforces the deadlines of asynchronous calls, and
-/// on stop answers what it has received before it removes the socket.
+/// on stop answers what it has received before it removes the socket. When it opens, it adds to
+/// `plugins` those of the folders `Runner:PluginFolders` lists, made with `services`.
 [<Sealed>]
-type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerFactory, time: TimeProvider) =
+type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerFactory, time: TimeProvider, services: IServiceProvider) =
     // Calls and connections log under `Apisix.Runner`; starting and stopping under
     // `Apisix.Runner.Lifetime`, which RunnerHost shows at Information while the rest stays at Warning.
     let logger = loggers.CreateLogger "Apisix.Runner"
@@ -49,17 +54,36 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
     let mutable socketPath = ""
     let mutable observed: IDisposable = null
 
-    let register (all: Plugin seq) : Result<IReadOnlyDictionary<string, Plugin>, StartError> =
+    /// Where a plugin comes from, in a message about two of them.
+    let origin (source: PluginSource) =
+        match source.Assembly with
+        | null ->
+            match Reflection.Assembly.GetEntryAssembly() with
+            | null -> "registered by the runner itself"
+            | entry -> $"registered by the runner itself ({entry.GetName().Name})"
+        | file -> "in " + file
+
+    let register (all: PluginSource seq) : Result<IReadOnlyDictionary<string, Plugin>, StartError> =
         let d = Dictionary<string, Plugin>(StringComparer.Ordinal)
+        let sources = Dictionary<string, PluginSource>(StringComparer.Ordinal)
 
         let problem =
             all
-            |> Seq.tryPick (fun p ->
-                if String.IsNullOrWhiteSpace p.Name then Some "a plugin has an empty name"
-                elif d.ContainsKey p.Name then Some $"two plugins are named '{p.Name}'"
+            |> Seq.tryPick (fun s ->
+                let p = s.Plugin
+
+                if String.IsNullOrWhiteSpace p.Name then
+                    match s.Assembly with
+                    | null -> Some "a plugin has an empty name"
+                    | file -> Some $"a plugin in {file} has an empty name"
                 else
-                    d[p.Name] <- p
-                    None)
+                    match sources.TryGetValue p.Name with
+                    | true, first when isNull first.Assembly && isNull s.Assembly -> Some $"two plugins are named '{p.Name}'"
+                    | true, first -> Some $"two plugins are named '{p.Name}': one {origin first}, one {origin s}"
+                    | _ ->
+                        d[p.Name] <- p
+                        sources[p.Name] <- s
+                        None)
 
         match problem with
         | Some why -> Error(InvalidPlugins why)
@@ -124,6 +148,13 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
         for KeyValue(s, _) in sessions do
             s.CheckDeadline now
 
+    /// A server whose plugins are all in `plugins`; plugin classes of plugin folders get no services.
+    new(options, plugins, loggers, time) = RunnerServer(options, plugins, loggers, time, RunnerServer.NoServices)
+
+    static member val private NoServices =
+        { new IServiceProvider with
+            member _.GetService _ = null }
+
     /// The plugins by name.
     member _.Plugins = registry
 
@@ -143,7 +174,10 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
                 match options.Validate() with
                 | _ :: _ as problems -> Error(InvalidSettings problems)
                 | [] ->
-                    register plugins
+                    PluginFolders.load options.PluginFolders services lifetime
+                    |> Result.mapError PluginFolderFailed
+                    |> Result.bind (fun loaded ->
+                        register (Seq.append [ for p in plugins -> { Plugin = p; Assembly = null } ] loaded))
                     |> Result.bind (fun plugins ->
                         registry <- plugins
                         socketPath <- options.SocketPath

@@ -30,6 +30,12 @@ public class SampleRunnerProcess : IAsyncLifetime
 
     public string SocketPath => Path.Combine(_directory, "runner.sock");
 
+    /// <summary>Arguments after the runner's path, such as <c>--Runner:PluginFolders:0=/opt/plugins</c>.</summary>
+    public IReadOnlyList<string> Arguments { get; init; } = [];
+
+    /// <summary>Environment variables besides APISIX's two, such as <c>Runner__PluginFolders</c>.</summary>
+    public IReadOnlyDictionary<string, string> MoreEnvironment { get; init; } = new Dictionary<string, string>();
+
     public string Output => string.Join('\n', _output);
 
     public Process Process => _process ?? throw new InvalidOperationException("not started");
@@ -48,6 +54,16 @@ public class SampleRunnerProcess : IAsyncLifetime
         if (string.IsNullOrEmpty(published))
         {
             start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, _assembly));
+        }
+
+        foreach (var argument in Arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in MoreEnvironment)
+        {
+            start.Environment[name] = value;
         }
 
         _process = Process.Start(start)!;

@@ -84,6 +84,32 @@ let tests =
             let _, configuration = runnerServices [ "Runner:CallTimout", "00:00:10"; "Runner:callTIMEOUT", "00:00:10"; "Runner:SocketMode", "0700" ] ignore
             Expect.equal (RunnerConfiguration.unknownKeys configuration) [ "Runner:CallTimout" ] "the misspelt key only (names ignore case)"
 
+        testCase "Runner:PluginFolders is a list: items in order, or one value of paths separated as in PATH" <| fun () ->
+            let folders (settings: (string * string) list) =
+                let provider, configuration = runnerServices (("APISIX_LISTEN_ADDRESS", "unix:/tmp/folders.sock") :: settings) ignore
+                use _ = provider
+                List.ofSeq (provider.GetRequiredService<RunnerOptions>().PluginFolders), RunnerConfiguration.unknownKeys configuration
+
+            let items = [ for i in 0..10 -> $"Runner:PluginFolders:{i}", $"/opt/plugins/{i}" ]
+            Expect.equal (folders items) ([ for i in 0..10 -> $"/opt/plugins/{i}" ], []) "items, in the order of their indexes"
+            Expect.equal (folders [ "Runner:PluginFolders", " /opt/a:/opt/b " ]) ([ "/opt/a"; "/opt/b" ], []) "one value, as the environment gives it"
+            Expect.equal (folders []) ([], []) "none by default"
+
+        testCase "Runner:PluginFolders must list absolute paths, each once" <| fun () ->
+            let provider, _ =
+                runnerServices
+                    [ "APISIX_LISTEN_ADDRESS", "unix:/tmp/folders.sock"
+                      "Runner:PluginFolders:0", "plugins"
+                      "Runner:PluginFolders:1", "/opt/a"
+                      "Runner:PluginFolders:2", "/opt/a/" ]
+                    ignore
+
+            use _ = provider
+            let e = Expect.throwsC (fun () -> provider.GetRequiredService<IOptions<RunnerOptions>>().Value |> ignore) id
+            let failures = (e :?> OptionsValidationException).Failures |> List.ofSeq
+            Expect.contains failures "Runner:PluginFolders must list absolute folder paths, got 'plugins'" "the relative path"
+            Expect.contains failures "Runner:PluginFolders lists /opt/a/ twice" "the folder listed twice"
+
         testCase "a start-up failure is a StartError, not an exception: a live socket is not taken over" <| fun () ->
             let dir = IO.Path.Combine(IO.Path.GetTempPath(), "apisix-start", Guid.NewGuid().ToString("N").Substring(0, 8))
             let options () = RunnerOptions(ListenAddress = "unix:" + IO.Path.Combine(dir, "runner.sock"))
