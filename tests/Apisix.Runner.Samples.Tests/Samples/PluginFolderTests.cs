@@ -69,7 +69,7 @@ public class PluginFolderTests
             Assert.Equal(0, await runner.TerminateAsync());
             // At the default level, under the lifecycle category, with its event id.
             Assert.Contains($"info: Apisix.Runner.Lifetime[16] Loaded plugin folder {PluginFolder}: external-greeting, external-tag ({PluginFile})", runner.Output);
-            Assert.Contains("with plugins say, fault-injection, limit-req, request-body-rewrite, response-rewrite, stop, rewrite, external-greeting, external-tag", runner.Output);
+            Assert.Contains("with plugins say, fault-injection, limit-req, request-body-rewrite, response-rewrite, stop, rewrite, client-ip, external-greeting, external-tag", runner.Output);
         }
         finally
         {
