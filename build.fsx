@@ -281,9 +281,26 @@ let templatesProject = Path.Combine(root, "templates", "Apisix.Runner.Templates"
 /// (.snupkg). `msbuild` goes to every `dotnet pack`: a release gives the repository's address and
 /// the version there, `-p:RepositoryUrl=https://github.com/OWNER/REPO -p:Version=1.2.3`
 /// (Directory.Build.props says what each one sets).
+///
+/// The packages' zip entries are dated from the commit (SOURCE_DATE_EPOCH, unless it is set
+/// already), not from the clock: two packs of the same commit give byte-identical packages.
 let pack (msbuild: string list) =
+    let commitTime () =
+        try
+            match exec "git" [ "log"; "-1"; "--format=%ct" ] [] with
+            | 0, [ seconds ] -> [ "SOURCE_DATE_EPOCH", seconds.Trim() ]
+            | _ -> []
+        with _ -> [] // no git here: the clock dates them
+
+    let epoch =
+        if String.IsNullOrEmpty(Environment.GetEnvironmentVariable "SOURCE_DATE_EPOCH") then commitTime () else []
+
     for p in packageProjects @ [ templatesProject ] do
-        dotnet ([ "pack"; Path.Combine(root, p); "-c"; "Release"; "-nologo"; "-o"; Path.Combine(root, "artifacts", "packages") ] @ msbuild)
+        let args = [ "pack"; Path.Combine(root, p); "-c"; "Release"; "-nologo"; "-o"; Path.Combine(root, "artifacts", "packages") ] @ msbuild
+
+        match exec "dotnet" args epoch with
+        | 0, _ -> ()
+        | code, _ -> failwith $"dotnet {String.Join(' ', args)} failed with exit code {code}"
 
 /// The sample runner in the foreground: built first, then started on its socket. SIGTERM and SIGINT
 /// to this script reach the runner, which drains and removes its socket, so nothing is left behind.
