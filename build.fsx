@@ -283,7 +283,8 @@ let templatesProject = Path.Combine(root, "templates", "Apisix.Runner.Templates"
 /// (Directory.Build.props says what each one sets).
 ///
 /// The packages' zip entries are dated from the commit (SOURCE_DATE_EPOCH, unless it is set
-/// already), not from the clock: two packs of the same commit give byte-identical packages.
+/// already), not from the clock: two packs of the same commit give byte-identical packages
+/// (from the same folder, for the F# ones: Directory.Build.props says why).
 let pack (msbuild: string list) =
     let commitTime () =
         try
