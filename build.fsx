@@ -7,7 +7,9 @@
 //   fuzz    send hostile frames to a runner process over its socket (FUZZ_FRAMES, default 100000)
 //   soak    mixed load on an in-process runner while sampling memory (SOAK_SECONDS, default 1800)
 //   pack    make the NuGet packages (core, C# facade, both test kits, the apisix-runner-try tool,
-//           the dotnet new templates) into artifacts/packages
+//           the dotnet new templates) and the library packages' symbols packages into
+//           artifacts/packages; MSBuild properties may follow, as a release gives them:
+//           pack -p:RepositoryUrl=https://github.com/OWNER/REPO -p:Version=1.2.3
 //   publish the sample runner as one self-contained file and as a Native AOT binary, in artifacts/publish
 //   run     start the sample runner (APISIX_LISTEN_ADDRESS defaults to unix:/tmp/runner.sock)
 //   templates  the template round trip: pack, install the templates from the pack, instantiate both,
@@ -285,10 +287,31 @@ let packageProjects =
 let templatesProject = Path.Combine(root, "templates", "Apisix.Runner.Templates", "Apisix.Runner.Templates.csproj")
 
 /// Builds what it packs (warnings are errors in every project) and nothing else: a package does
-/// not wait for the test projects to build.
-let pack () =
+/// not wait for the test projects to build. Each library package comes with its symbols package
+/// (.snupkg). `msbuild` goes to every `dotnet pack`: a release gives the repository's address and
+/// the version there, `-p:RepositoryUrl=https://github.com/OWNER/REPO -p:Version=1.2.3`
+/// (Directory.Build.props says what each one sets).
+///
+/// The packages' zip entries are dated from the commit (SOURCE_DATE_EPOCH, unless it is set
+/// already), not from the clock: two packs of the same commit give byte-identical packages
+/// (from the same folder, for the F# ones: Directory.Build.props says why).
+let pack (msbuild: string list) =
+    let commitTime () =
+        try
+            match exec "git" [ "log"; "-1"; "--format=%ct" ] [] with
+            | 0, [ seconds ] -> [ "SOURCE_DATE_EPOCH", seconds.Trim() ]
+            | _ -> []
+        with _ -> [] // no git here: the clock dates them
+
+    let epoch =
+        if String.IsNullOrEmpty(Environment.GetEnvironmentVariable "SOURCE_DATE_EPOCH") then commitTime () else []
+
     for p in packageProjects @ [ templatesProject ] do
-        dotnet [ "pack"; Path.Combine(root, p); "-c"; "Release"; "-nologo"; "-o"; Path.Combine(root, "artifacts", "packages") ]
+        let args = [ "pack"; Path.Combine(root, p); "-c"; "Release"; "-nologo"; "-o"; Path.Combine(root, "artifacts", "packages") ] @ msbuild
+
+        match exec "dotnet" args epoch with
+        | 0, _ -> ()
+        | code, _ -> failwith $"dotnet {String.Join(' ', args)} failed with exit code {code}"
 
 /// The sample runner in the foreground: built first, then started on its socket. SIGTERM and SIGINT
 /// to this script reach the runner, which drains and removes its socket, so nothing is left behind.
@@ -330,7 +353,7 @@ let run () =
 /// one call from the packed apisix-runner-try tool, then stopped with SIGTERM. Fails loudly at
 /// the first step that goes wrong and leaves its folder for a look; prints each step's time.
 let templates () =
-    pack ()
+    pack []
     let packages = Path.Combine(artifacts, "packages")
 
     let templatePackage =
@@ -509,10 +532,10 @@ match fsi.CommandLineArgs |> Array.skip 1 |> List.ofArray with
 | [ "bench" ] -> bench ()
 | [ "fuzz" ] -> fuzz ()
 | [ "soak" ] -> soak ()
-| [ "pack" ] -> pack ()
+| "pack" :: msbuild when msbuild |> List.forall (fun a -> a.StartsWith "-p:") -> pack msbuild
 | [ "publish" ] -> publish ()
 | [ "run" ] -> run ()
 | [ "templates" ] -> templates ()
 | args ->
-    eprintfn "usage: dotnet fsi build.fsx build|test|bench|fuzz|soak|pack|publish|run|templates (got: %s)" (String.Join(' ', args))
+    eprintfn "usage: dotnet fsi build.fsx build|test|bench|fuzz|soak|pack [-p:Name=value ...]|publish|run|templates (got: %s)" (String.Join(' ', args))
     exit 2

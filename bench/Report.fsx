@@ -228,6 +228,8 @@ let write (docs: string) (rounds: int) (seconds: int) (scenarios: (string * stri
     add ""
     add (File.ReadAllText(Path.Combine(__SOURCE_DIRECTORY__, "google-flatbuffers.md")))
     add ""
+    add (File.ReadAllText(Path.Combine(__SOURCE_DIRECTORY__, "extensions-packages.md")))
+    add ""
     add "## Reproduce"
     add ""
     add "```sh"

@@ -64,7 +64,11 @@ module Chain =
             let ok = prepared |> List.choose (function Ok p -> Some p | Error _ -> None)
 
             let members pick =
-                ok |> List.choose (fun (name, f: PluginFilters) -> pick f |> ValueOption.map (fun filter -> name, filter, f.Prefetch) |> ValueOption.toOption)
+                ok
+                |> List.choose (fun (name, f: PluginFilters) ->
+                    match pick f with
+                    | ValueSome filter -> Some(name, filter, f.Prefetch)
+                    | ValueNone -> None)
 
             Ok
                 { Request = phase (members (fun f -> f.Request)) (function ExtraInfo.RespBody -> false | _ -> true)
