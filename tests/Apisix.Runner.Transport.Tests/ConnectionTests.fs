@@ -195,6 +195,64 @@ let tests =
               Expect.isTrue (eventually 2000 (fun () -> srv.Transport.ConnectionCount = 0)) "freed"
           }
 
+          test "steady state allocates nothing per call (bench session: view read, Stop encoded)" {
+              use srv = new Served(Sessions.bench)
+              use c = srv.Connect()
+
+              let request =
+                  use b = new Apisix.Runner.FlatBufferBuilder(1024)
+
+                  let req: Apisix.Runner.HttpReqCall.Req =
+                      { Id = 7u
+                        SrcIp = [| 127uy; 0uy; 0uy; 1uy |]
+                        Method = Apisix.Runner.Method.GET
+                        Path = "/get"
+                        Args = [| Apisix.Runner.TextEntry.Set("q", "apisix") |]
+                        Headers = Array.init 10 (fun i -> Apisix.Runner.TextEntry.Set($"x-h{i}", "value"))
+                        ConfToken = 1u }
+
+                  match Apisix.Runner.Encode.httpReqCallReq b req with
+                  | Ok frame -> frame.ToArray()
+                  | Error e -> failtest (string e)
+
+              let answer = Array.zeroCreate<byte> 4096
+
+              let call () =
+                  c.Send(request, 0, request.Length, SocketFlags.None) |> ignore
+                  let mutable got = c.Receive(answer, 0, 4, SocketFlags.None)
+
+                  while got < 4 do
+                      got <- got + c.Receive(answer, got, 4 - got, SocketFlags.None)
+
+                  let length = 4 + ((int answer[1] <<< 16) ||| (int answer[2] <<< 8) ||| int answer[3])
+
+                  while got < length do
+                      got <- got + c.Receive(answer, got, length - got, SocketFlags.None)
+
+              for _ in 1..5000 do
+                  call ()
+
+              Expect.equal answer[0] 2uy "a HTTPReqCall answer"
+              let calls = 20000
+
+              // Bytes allocated by the loop's thread, where the transport and the session run each call.
+              let onLoop () =
+                  let result = TaskCompletionSource<int64>()
+                  srv.Transport.Loops[0].Post(fun () -> result.SetResult(GC.GetAllocatedBytesForCurrentThread()))
+                  result.Task.Result
+
+              let before = onLoop ()
+              let total = GC.GetTotalAllocatedBytes true
+
+              for _ in 1..calls do
+                  call ()
+
+              let perCall = float (onLoop () - before) / float calls
+              printfn $"whole process (test client and runner included): {float (GC.GetTotalAllocatedBytes true - total) / float calls:F3} B per call"
+              printfn $"allocated per call in steady state: {perCall:F3} B"
+              Expect.isLessThan perCall 1.0 "nothing per call"
+          }
+
           test "a closed connection answers 0 and false, and Close is idempotent" {
               let io = TaskCompletionSource<Apisix.Runner.IConnectionIo>()
 

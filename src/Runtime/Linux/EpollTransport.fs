@@ -626,6 +626,9 @@ type internal EpollTransport(settings: EpollSettings) =
 
     member _.LoopCount = loops.Length
 
+    /// The loops (tests run commands on them).
+    member internal _.Loops = loops
+
     member t.Start(listener: Net.Sockets.Socket, serveWith: IConnectionIo -> unit) =
         serve <- serveWith
         // Our own descriptor of the listening socket, non-blocking: the server may dispose its
@@ -649,7 +652,7 @@ type internal EpollTransport(settings: EpollSettings) =
         if err <> 0 then
             raise (InvalidOperationException $"cannot watch the listening socket: errno {err}")
 
-        let w = Thread((fun () -> t.Watch()), 128 * 1024)
+        let w = Thread(fun () -> t.Watch())
         w.IsBackground <- true
         w.Name <- "apisix-loop-watchdog"
         w.Start()

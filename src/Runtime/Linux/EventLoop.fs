@@ -281,7 +281,8 @@ type internal EventLoop(index: int, registry: Registry, onError: exn -> unit) =
 
     member private l.StartThread(resume: int, start: int64) =
         Interlocked.Increment(&threads) |> ignore
-        let t = Thread((fun () -> l.Run(resume, start)), 256 * 1024)
+        // The default stack size: sessions and plugins run on this thread when they continue inline.
+        let t = Thread(fun () -> l.Run(resume, start))
         t.IsBackground <- true
         t.Name <- $"apisix-loop-{index}"
         t.Start()
