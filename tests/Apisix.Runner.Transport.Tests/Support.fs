@@ -124,6 +124,14 @@ let echoFrame (seed: int) (n: int) =
 /// The path of the host program (the test project references it, so it is built beside the tests).
 let hostDll = Path.Combine(AppContext.BaseDirectory, "Apisix.Runner.Transport.Host.dll")
 
+/// How to start the host: TRANSPORT_HOST names a native (AOT) build of it, else `dotnet` runs the
+/// one built beside the tests.
+let hostCommand (args: string) =
+    match Environment.GetEnvironmentVariable "TRANSPORT_HOST" with
+    | null
+    | "" -> "dotnet", $"{hostDll} {args}"
+    | native -> native, args
+
 /// The host as a child process serving `mode` on a fresh socket, once it said "ready".
 [<Sealed>]
 type Host(mode: string, extra: string) =
@@ -132,7 +140,8 @@ type Host(mode: string, extra: string) =
     let lines = new BlockingCollection<string>()
 
     let p =
-        let psi = ProcessStartInfo("dotnet", $"{hostDll} {mode} {extra}")
+        let file, args = hostCommand $"{mode} {extra}"
+        let psi = ProcessStartInfo(file, args)
         psi.RedirectStandardInput <- true
         psi.RedirectStandardOutput <- true
         psi.RedirectStandardError <- true

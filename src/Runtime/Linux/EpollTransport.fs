@@ -497,10 +497,13 @@ type internal EpollTransport(settings: EpollSettings) =
             | :? EpollConnection as c -> Some c
             | _ -> None)
 
-    /// Runs on the first loop: the listening fd is registered there and used by no other thread.
-    let stopAccepting () =
-        accepting <- false
+    // One thread at a time accepts (see Accept): a thread that is handed off mid-accept finishes
+    // its batch while its successor may see the next edge.
+    let mutable acceptRunning = 0
+    let mutable acceptAgain = 0
 
+    /// Inside Accept only: the listening fd is closed by the thread that accepts.
+    let closeListener () =
         if listenFd >= 0 then
             loops[0].Remove listenFd |> ignore
             registry.Remove listenKey
@@ -536,7 +539,22 @@ type internal EpollTransport(settings: EpollSettings) =
                 onError ex
                 c.Close()
 
-    /// Accepts every connection waiting (edge-triggered: until EAGAIN). Runs on the first loop.
+    /// Accepts every connection waiting, or closes the listener once accepting stopped. Called on
+    /// the first loop (edges, the retry timer, Drain and Abort); one thread runs it at a time, and a
+    /// call that finds it running makes the running one go round again, so no edge is lost.
+    member private t.Accept() =
+        Volatile.Write(&acceptAgain, 1)
+
+        while Volatile.Read &acceptAgain = 1 && Interlocked.CompareExchange(&acceptRunning, 1, 0) = 0 do
+            Volatile.Write(&acceptAgain, 0)
+
+            try
+                if accepting then t.AcceptAll()
+                if not accepting then closeListener ()
+            finally
+                Interlocked.Exchange(&acceptRunning, 0) |> ignore
+
+    /// Accepts until EAGAIN (the listener is edge-triggered).
     member private t.AcceptAll() =
         let mutable go = accepting
 
@@ -572,13 +590,13 @@ type internal EpollTransport(settings: EpollSettings) =
                             limitReported <- true
                             EpollLog.acceptLimit.Invoke(logger, e, RetryAcceptMs, null)
 
-                    loops[0].Schedule(RetryAcceptMs, fun () -> t.AcceptAll())
+                    loops[0].Schedule(RetryAcceptMs, fun () -> t.Accept())
                     go <- false
                 | e ->
                     if accepting then
                         EpollLog.acceptFailed.Invoke(logger, e, null)
 
-                    stopAccepting ()
+                    accepting <- false
                     go <- false
 
     member private _.Watch() =
@@ -640,7 +658,7 @@ type internal EpollTransport(settings: EpollSettings) =
             raise (InvalidOperationException $"cannot duplicate the listening socket: errno {Native.errno ()}")
 
         listenFd <- fd
-        let target = registry.Add(fun key -> ListenerTarget(key, (fun () -> t.AcceptAll())) :> IEventTarget)
+        let target = registry.Add(fun key -> ListenerTarget(key, (fun () -> t.Accept())) :> IEventTarget)
         listenKey <- target.Key
         accepting <- true
 
@@ -661,7 +679,7 @@ type internal EpollTransport(settings: EpollSettings) =
     member t.Drain() =
         if Interlocked.Exchange(&shared.Draining, 1) = 0 then
             accepting <- false
-            loops[0].Post stopAccepting
+            loops[0].Post(fun () -> t.Accept())
 
             for l in loops do
                 l.Post(fun () ->
@@ -671,7 +689,7 @@ type internal EpollTransport(settings: EpollSettings) =
 
     member t.Abort() =
         accepting <- false
-        loops[0].Post stopAccepting
+        loops[0].Post(fun () -> t.Accept())
 
         for c in connections () do
             c.Close()

@@ -166,10 +166,12 @@ type internal EventLoop(index: int, registry: Registry, onError: exn -> unit) =
         commands.Enqueue command
         l.Wake()
 
-    /// Runs `action` on the loop's thread after `delayMs` (one timer per loop; call from the loop).
-    member _.Schedule(delayMs: int, action: unit -> unit) =
+    /// Runs `action` on the loop's thread after `delayMs`: one timer per loop, set by one thread at
+    /// a time (the acceptor); the wake-up makes the loop wait with the new timeout.
+    member l.Schedule(delayMs: int, action: unit -> unit) =
         timer <- action
-        timerDue <- Environment.TickCount64 + int64 delayMs
+        Volatile.Write(&timerDue, Environment.TickCount64 + int64 delayMs)
+        l.Wake()
 
     /// Registers `fd` with `events`, its epoll data being `target.Key`; 0 or errno.
     member _.Add(fd: int, events: uint32, target: IEventTarget) =
@@ -228,7 +230,7 @@ type internal EventLoop(index: int, registry: Registry, onError: exn -> unit) =
                     batch <- l.Wait()
                     i <- 0
 
-                    if timerDue <> 0L && Environment.TickCount64 >= timerDue then
+                    if Volatile.Read &timerDue <> 0L && Environment.TickCount64 >= timerDue then
                         let action = timer
                         timerDue <- 0L
                         timer <- ignore
