@@ -93,6 +93,21 @@ let tests =
               Expect.sequenceEqual (snd (readFrame blocker).Value) f[4..] "the holder, later"
           }
 
+          test "after the runner was idle (the watchdog sleeping), a stall is still handed off" {
+              use srv = new Served(Sessions.test (fun () -> Task.CompletedTask), stallMs = 20.0)
+              use blocker = srv.Connect()
+              use other = srv.Connect()
+              Thread.Sleep 1500
+              blocker.Send(Sessions.intFrame Sessions.Kind.Sleep 800) |> ignore
+              Thread.Sleep 50
+              let clock = Stopwatch.StartNew()
+              let f = echoFrame 4 4
+              other.Send f |> ignore
+              Expect.sequenceEqual (snd (readFrame other).Value) f[4..] "answered"
+              Expect.isLessThan clock.ElapsedMilliseconds 500L "during the stall"
+              Expect.isSome (readFrame blocker) "the blocker too, later"
+          }
+
           test "a session start that blocks (serve) does not stop the others" {
               let mutable n = 0
 

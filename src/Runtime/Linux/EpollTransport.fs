@@ -469,8 +469,15 @@ type internal EpollTransport(settings: EpollSettings) =
     let registry = Registry()
     let shared = EpollShared(registry)
     let logger = settings.Logger
-    let onError (ex: exn) = EpollLog.loopFailed.Invoke(logger, ex)
-    let loops = Array.init (max 1 settings.Loops) (fun i -> EventLoop(i, registry, onError))
+    let onError (ex: exn) =
+        try
+            EpollLog.loopFailed.Invoke(logger, ex)
+        with _ ->
+            ()
+    let bell = WatchdogBell()
+    let spare = SpareThreads(onError)
+    let mutable spareFailed = false
+    let loops = Array.init (max 1 settings.Loops) (fun i -> EventLoop(i, registry, bell, onError))
     let thresholdMs = max 1 (int settings.StallThreshold.TotalMilliseconds)
     let stop = new ManualResetEventSlim(false)
 
@@ -599,39 +606,72 @@ type internal EpollTransport(settings: EpollSettings) =
                     accepting <- false
                     go <- false
 
+    /// Samples the loops every half threshold: a dispatch that began more than the threshold ago
+    /// (the same odd counter before and after reading its start) gets its loop handed to a fresh
+    /// thread, and its holder logged once. After a second in which no loop dispatched anything, it
+    /// sleeps until a loop wakes up (WatchdogBell), so an idle runner costs one wake-up a second.
     member private _.Watch() =
-        let period = max 1 (thresholdMs / 4)
-        let seen = Array.create loops.Length -1L
-        let since = Array.zeroCreate<int64> loops.Length
+        let period = max 1 (thresholdMs / 2)
+        let last = Array.create loops.Length -1L
+        let mutable idleSince = Environment.TickCount64
 
         while not (stop.Wait period) do
-            let now = Environment.TickCount64
+            try
+                let now = Environment.TickCount64
+                let mutable quiet = true
 
-            for i in 0 .. loops.Length - 1 do
-                let l = loops[i]
-                let s = l.State
+                for i in 0 .. loops.Length - 1 do
+                    let l = loops[i]
+                    let s = l.State
+                    let began = l.Started
 
-                if s % 2L = 0L then
-                    seen[i] <- -1L
-                elif s <> seen[i] then
-                    seen[i] <- s
-                    since[i] <- now
-                elif now - since[i] >= int64 thresholdMs then
-                    let holder = l.Holder
+                    if s <> last[i] || s % 2L = 1L then quiet <- false
+                    last[i] <- s
 
-                    if l.TryHandOff s then
-                        let first =
-                            match holder with
-                            | :? EpollConnection as c when c.StallLogged -> false
-                            | :? EpollConnection as c ->
-                                c.StallLogged <- true
-                                true
-                            | _ -> true
+                    if s % 2L = 1L && l.State = s && now - began >= int64 thresholdMs then
+                        let holder = l.Holder
 
-                        if first then
-                            EpollLog.loopHeld.Invoke(logger, l.Index, thresholdMs, describe holder, null)
+                        if l.TryHandOff(s, spare) then
+                            let first =
+                                match holder with
+                                | :? EpollConnection as c when c.StallLogged -> false
+                                | :? EpollConnection as c ->
+                                    c.StallLogged <- true
+                                    true
+                                | _ -> true
 
-                    seen[i] <- -1L
+                            if first then
+                                EpollLog.loopHeld.Invoke(logger, l.Index, thresholdMs, describe holder, null)
+
+                // A spare thread for the next handoff, made now rather than when it is needed.
+                if spare.Parked = 0 then
+                    try
+                        spare.Add()
+                        spareFailed <- false
+                    with ex ->
+                        if not spareFailed then
+                            spareFailed <- true
+                            onError ex
+
+                if not quiet then
+                    idleSince <- now
+                elif now - idleSince >= 1000L then
+                    // Every loop waits in epoll_wait and none has dispatched for a second: sleep until
+                    // one wakes (it rings the bell after epoll_wait). The states are read again after
+                    // the flag is up; a loop that woke just before the flag went up and rang nothing is
+                    // seen after at most a second.
+                    Interlocked.Exchange(&bell.Sleeping, 1) |> ignore
+
+                    let moved = loops |> Array.mapi (fun i l -> l.State <> last[i]) |> Array.exists id
+
+                    if not moved then
+                        bell.Bell.Wait 1000 |> ignore
+
+                    Interlocked.Exchange(&bell.Sleeping, 0) |> ignore
+                    idleSince <- Environment.TickCount64
+            with ex ->
+                // The watchdog must outlive a failing logger or description.
+                onError ex
 
     /// Connections open now.
     member _.ConnectionCount = connections().Length
@@ -664,6 +704,8 @@ type internal EpollTransport(settings: EpollSettings) =
 
         for l in loops do
             l.Start()
+
+        spare.Add()
 
         let err = loops[0].Add(fd, Native.EPOLLIN ||| Native.EPOLLET, target)
 
@@ -704,9 +746,12 @@ type internal EpollTransport(settings: EpollSettings) =
                 Thread.Sleep 1
 
             stop.Set()
+            bell.Bell.Release() |> ignore
 
             if not (isNull watchdog) then
                 watchdog.Join 1000 |> ignore
+
+            spare.Stop()
 
             for l in loops do
                 l.Stop()

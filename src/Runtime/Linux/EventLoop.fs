@@ -80,6 +80,93 @@ type internal Registry() =
     member _.Snapshot() : IEventTarget[] =
         lock gate (fun () -> slots |> Array.take used |> Array.filter (fun t -> not (isNull t)))
 
+/// How loops reach the watchdog when it sleeps: after a second with every loop idle it waits for
+/// the first loop that wakes up instead of sampling every half threshold.
+[<Sealed; AllowNullLiteral>]
+type internal WatchdogBell() =
+    [<DefaultValue(false)>]
+    val mutable Sleeping: int
+
+    member val Bell = new SemaphoreSlim(0)
+
+    /// Called by a loop that woke up: rings when the watchdog sleeps (a read otherwise).
+    member b.Ring() =
+        if Volatile.Read &b.Sleeping = 1 && Interlocked.Exchange(&b.Sleeping, 0) = 1 then
+            b.Bell.Release() |> ignore
+
+/// Threads parked in advance for the watchdog: taking a held loop over must not depend on creating
+/// a thread at that moment (it can fail, for instance at the file-descriptor limit, and the loop
+/// would then have no thread at all). A thread that was held and is released again parks here
+/// when no other thread does, and ends otherwise.
+[<Sealed>]
+type internal SpareThreads(onError: exn -> unit) =
+    let work = ConcurrentQueue<unit -> unit>()
+    let signal = new SemaphoreSlim(0)
+    let mutable parked = 0
+    let mutable stopping = 0
+
+    member private s.Park() =
+        let mutable go = true
+
+        while go do
+            signal.Wait()
+            let mutable w = Unchecked.defaultof<unit -> unit>
+
+            if work.TryDequeue(&w) then
+                try
+                    w ()
+                with ex ->
+                    onError ex
+
+                // Free again: stay as the spare if there is none, else end.
+                go <- Volatile.Read &stopping = 0 && Interlocked.Increment(&parked) = 1
+
+                if go then
+                    Thread.CurrentThread.Name <- "apisix-loop-spare"
+                elif Volatile.Read &stopping = 0 then
+                    Interlocked.Decrement(&parked) |> ignore
+            else
+                go <- Volatile.Read &stopping = 0
+
+    /// Threads parked now (not reserved).
+    member _.Parked = Volatile.Read &parked
+
+    /// Parks one more thread; throws when the system cannot start one.
+    member s.Add() =
+        let t = Thread(fun () -> s.Park())
+        t.IsBackground <- true
+        t.Name <- "apisix-loop-spare"
+        Interlocked.Increment(&parked) |> ignore
+
+        try
+            t.Start()
+        with _ ->
+            Interlocked.Decrement(&parked) |> ignore
+            reraise ()
+
+    /// Reserves a parked thread; false when there is none.
+    member _.TryReserve() : bool =
+        let mutable n = Volatile.Read &parked
+        let mutable result = false
+
+        while n > 0 && not result do
+            if Interlocked.CompareExchange(&parked, n - 1, n) = n then result <- true else n <- Volatile.Read &parked
+
+        result
+
+    /// Gives a reservation back unused.
+    member _.Unreserve() = Interlocked.Increment(&parked) |> ignore
+
+    /// Runs `w` on the reserved thread.
+    member _.Run(w: unit -> unit) =
+        work.Enqueue w
+        signal.Release() |> ignore
+
+    /// Ends the parked threads.
+    member _.Stop() =
+        Volatile.Write(&stopping, 1)
+        signal.Release(max 1 (Volatile.Read &parked)) |> ignore
+
 /// One event loop: an epoll instance with its registered targets, an eventfd to wake it, a queue of
 /// commands from other threads, and the thread that runs it.
 ///
@@ -93,7 +180,7 @@ type internal Registry() =
 /// registrations never change, and the held connection (still registered here) is served by the
 /// fresh thread once its session waits again.
 [<Sealed; AllowNullLiteral>]
-type internal EventLoop(index: int, registry: Registry, onError: exn -> unit) =
+type internal EventLoop(index: int, registry: Registry, bell: WatchdogBell, onError: exn -> unit) =
     [<Literal>]
     let MaxEvents = 256
 
@@ -127,6 +214,7 @@ type internal EventLoop(index: int, registry: Registry, onError: exn -> unit) =
 
     // Shared with the watchdog.
     let mutable state = 0L
+    let mutable started = 0L
     let mutable next = 0
     let mutable holder: IEventTarget = null
     let mutable stopped = 0
@@ -143,6 +231,9 @@ type internal EventLoop(index: int, registry: Registry, onError: exn -> unit) =
 
     /// The dispatch counter: odd while a handler runs.
     member _.State = Volatile.Read &state
+
+    /// When the dispatch in progress began (Environment.TickCount64): valid while State reads the same odd value.
+    member _.Started = Volatile.Read &started
 
     /// What the dispatch in progress serves (null for commands and timers).
     member _.Holder = Volatile.Read &holder
@@ -191,6 +282,7 @@ type internal EventLoop(index: int, registry: Registry, onError: exn -> unit) =
     /// Starts a dispatch: the counter becomes odd. `seq` is the running thread's own copy.
     member private _.Enter(seq: byref<int64>, target: IEventTarget) =
         holder <- target
+        started <- Environment.TickCount64
         seq <- seq + 1L
         Volatile.Write(&state, seq)
 
@@ -209,6 +301,7 @@ type internal EventLoop(index: int, registry: Registry, onError: exn -> unit) =
             else int (max 0L (timerDue - Environment.TickCount64))
 
         let n = Native.epoll_wait (epfd, events, MaxEvents, timeout)
+        bell.Ring()
 
         if n >= 0 then
             n
@@ -292,16 +385,27 @@ type internal EventLoop(index: int, registry: Registry, onError: exn -> unit) =
     /// Starts the loop's first thread.
     member l.Start() = l.StartThread(0, 0L)
 
-    /// Hands the loop to a fresh thread if the dispatch `observed` (odd) is still in progress;
-    /// true when it did. Called by the watchdog.
-    member l.TryHandOff(observed: int64) : bool =
-        if observed % 2L = 1L && Volatile.Read &stopped = 0 && Interlocked.CompareExchange(&state, observed + 1L, observed) = observed then
-            Interlocked.Increment(&handoffs) |> ignore
-            // `next` was written before the dispatch began and the held thread no longer moves it.
-            l.StartThread(Volatile.Read &next, observed + 1L)
-            // Commands queued behind the held one: the level-triggered eventfd reports them again.
-            l.Wake()
-            true
+    /// Hands the loop to a spare thread if the dispatch `observed` (odd) is still in progress;
+    /// true when it did, false when the dispatch ended meanwhile or no spare thread was parked.
+    /// Called by the watchdog.
+    member l.TryHandOff(observed: int64, spare: SpareThreads) : bool =
+        if observed % 2L = 1L && Volatile.Read &stopped = 0 && spare.TryReserve() then
+            if Interlocked.CompareExchange(&state, observed + 1L, observed) = observed then
+                Interlocked.Increment(&handoffs) |> ignore
+                Interlocked.Increment(&threads) |> ignore
+                // `next` was written before the dispatch began and the held thread no longer moves it.
+                let resume = Volatile.Read &next
+
+                spare.Run(fun () ->
+                    Thread.CurrentThread.Name <- $"apisix-loop-{index}"
+                    l.Run(resume, observed + 1L))
+
+                // Commands queued behind the held one: the level-triggered eventfd reports them again.
+                l.Wake()
+                true
+            else
+                spare.Unreserve()
+                false
         else
             false
 
