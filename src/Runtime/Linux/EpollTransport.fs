@@ -606,19 +606,23 @@ type internal EpollTransport(settings: EpollSettings) =
                     accepting <- false
                     go <- false
 
-    /// Samples the loops every half threshold: a dispatch that began more than the threshold ago
-    /// (the same odd counter before and after reading its start) gets its loop handed to a fresh
-    /// thread, and its holder logged once. After a second in which no loop dispatched anything, it
-    /// sleeps until a loop wakes up (WatchdogBell), so an idle runner costs one wake-up a second.
+    /// Watches the loops' dispatches. A dispatch that began more than the threshold ago (the same
+    /// odd counter before and after reading its start) gets its loop handed to a spare thread, and
+    /// its holder is logged once. The watchdog sleeps until the oldest dispatch in progress would
+    /// reach the threshold, or a whole threshold when none is: one wake-up per threshold under load,
+    /// and a stall is seen when it reaches the threshold (plus the clock's few ms). After a second in
+    /// which no loop dispatched anything, it sleeps until a loop wakes up (WatchdogBell).
     member private _.Watch() =
-        let period = max 1 (thresholdMs / 2)
+        let threshold = int64 thresholdMs
         let last = Array.create loops.Length -1L
         let mutable idleSince = Environment.TickCount64
+        let mutable wait = thresholdMs
 
-        while not (stop.Wait period) do
+        while not (stop.Wait wait) do
             try
                 let now = Environment.TickCount64
                 let mutable quiet = true
+                let mutable due = now + threshold
 
                 for i in 0 .. loops.Length - 1 do
                     let l = loops[i]
@@ -628,7 +632,9 @@ type internal EpollTransport(settings: EpollSettings) =
                     if s <> last[i] || s % 2L = 1L then quiet <- false
                     last[i] <- s
 
-                    if s % 2L = 1L && l.State = s && now - began >= int64 thresholdMs then
+                    if s % 2L = 1L && l.State = s && now - began < threshold then
+                        due <- min due (began + threshold)
+                    elif s % 2L = 1L && l.State = s then
                         let holder = l.Holder
 
                         if l.TryHandOff(s, spare) then
@@ -669,6 +675,8 @@ type internal EpollTransport(settings: EpollSettings) =
 
                     Interlocked.Exchange(&bell.Sleeping, 0) |> ignore
                     idleSince <- Environment.TickCount64
+
+                wait <- int (max 1L (due - Environment.TickCount64))
             with ex ->
                 // The watchdog must outlive a failing logger or description.
                 onError ex
