@@ -31,6 +31,10 @@ module Kind =
     [<Literal>]
     let Gate = 8uy
 
+    /// Spin: keeps its thread busy computing for the milliseconds in the body (int32), then answers empty.
+    [<Literal>]
+    let Spin = 9uy
+
 /// A frame of `kind` with `body`, header in front.
 let frame (kind: byte) (body: ReadOnlySpan<byte>) : byte[] =
     let f = Array.zeroCreate (Frame.HeaderLength + body.Length)
@@ -89,7 +93,8 @@ let bench (io: IConnectionIo) : Task =
 let private testAnswer (out: byte[]) (kind: byte) (body: ReadOnlySequence<byte>) : struct (byte[] * int) =
     let length =
         match kind with
-        | Kind.Sleep -> 0
+        | Kind.Sleep
+        | Kind.Spin -> 0
         | Kind.Big ->
             let mutable n = 0
             let mutable r = SequenceReader<byte>(body)
@@ -104,7 +109,8 @@ let private testAnswer (out: byte[]) (kind: byte) (body: ReadOnlySequence<byte>)
     Frame.writeHeader (LanguagePrimitives.EnumOfValue kind) length (Span out) |> ignore
 
     match kind with
-    | Kind.Sleep -> ()
+    | Kind.Sleep
+    | Kind.Spin -> ()
     | Kind.Big ->
         for i in 0 .. length - 1 do
             out[Frame.HeaderLength + i] <- byte (i % 251)
@@ -134,6 +140,11 @@ let test (gate: unit -> Task) (io: IConnectionIo) : Task =
 
                     match kind with
                     | Kind.Sleep -> Thread.Sleep(sleepOf body)
+                    | Kind.Spin ->
+                        let until = Environment.TickCount64 + int64 (sleepOf body)
+
+                        while Environment.TickCount64 < until do
+                            Thread.SpinWait 1000
                     | Kind.Yield -> do! Task.Yield()
                     | Kind.Gate -> do! gate ()
                     | _ -> ()

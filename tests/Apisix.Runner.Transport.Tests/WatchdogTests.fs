@@ -93,6 +93,24 @@ let tests =
               Expect.sequenceEqual (snd (readFrame blocker).Value) f[4..] "the holder, later"
           }
 
+          test "a handler that computes without end (a spin) is handed off like a blocking one" {
+              use srv = new Served(Sessions.test (fun () -> Task.CompletedTask), stallMs = 20.0)
+              use spinner = srv.Connect()
+              use other = srv.Connect()
+              spinner.Send(Sessions.intFrame Sessions.Kind.Spin 1500) |> ignore
+              Thread.Sleep 50
+
+              for i in 1..20 do
+                  let clock = Stopwatch.StartNew()
+                  let f = echoFrame i 16
+                  other.Send f |> ignore
+                  Expect.sequenceEqual (snd (readFrame other).Value) f[4..] "answered"
+                  Expect.isLessThan clock.ElapsedMilliseconds 500L "while the other spins"
+
+              Expect.isSome (readFrame spinner) "the spinner, when done"
+              Expect.isGreaterThanOrEqual srv.Transport.Handoffs 1 "handed off"
+          }
+
           test "after the runner was idle (the watchdog sleeping), a stall is still handed off" {
               use srv = new Served(Sessions.test (fun () -> Task.CompletedTask), stallMs = 20.0)
               use blocker = srv.Connect()
