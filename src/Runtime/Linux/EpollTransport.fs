@@ -479,7 +479,8 @@ type internal EpollTransport(settings: EpollSettings) =
     let mutable spareFailed = false
     let loops = Array.init (max 1 settings.Loops) (fun i -> EventLoop(i, registry, bell, onError))
     let thresholdMs = max 1 (int settings.StallThreshold.TotalMilliseconds)
-    let stop = new ManualResetEventSlim(false)
+    // No spinning before the watchdog sleeps: a spin is a burst of sched_yield calls at each wake-up.
+    let stop = new ManualResetEventSlim(false, 0)
 
     let mutable listenFd = -1
     let mutable listenKey = 0UL
