@@ -111,6 +111,31 @@ let tests =
               Expect.isGreaterThanOrEqual srv.Transport.Handoffs 1 "handed off"
           }
 
+          test "the scheduler's view of a thread: a sleeping one sleeps, a running one runs" {
+              let tid = TaskCompletionSource<int>()
+              let release = new ManualResetEventSlim(false)
+
+              let sleeper =
+                  Thread(fun () ->
+                      tid.SetResult(Apisix.Runner.Linux.Native.gettid ())
+                      release.Wait())
+
+              sleeper.Start()
+              Thread.Sleep 100
+
+              match Apisix.Runner.Linux.ThreadStats.read tid.Task.Result with
+              | Some(sleeping, _, _) -> Expect.isTrue sleeping "the waiting thread sleeps"
+              | None -> failtest "no statistics"
+
+              release.Set()
+
+              match Apisix.Runner.Linux.ThreadStats.read (Apisix.Runner.Linux.Native.gettid ()) with
+              | Some(sleeping, ran, _) ->
+                  Expect.isFalse sleeping "this thread runs"
+                  Expect.isGreaterThan ran 0L "and has run"
+              | None -> failtest "no statistics"
+          }
+
           test "after the runner was idle (the watchdog sleeping), a stall is still handed off" {
               use srv = new Served(Sessions.test (fun () -> Task.CompletedTask), stallMs = 20.0)
               use blocker = srv.Connect()

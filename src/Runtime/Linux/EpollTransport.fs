@@ -452,6 +452,20 @@ type internal EpollConnection(fd: int, loop: EventLoop, shared: EpollShared, key
         member c.HasPendingInput = c.HasPendingInput
         member c.Close() = c.Close()
 
+/// What the kernel's scheduler says about one thread: whether it sleeps (blocked in a wait, a
+/// sleep, a lock or I/O), and how long it ran and how long it waited for a CPU (ns).
+module internal ThreadStats =
+    /// (sleeping, ran ns, waited ns), or None when /proc cannot be read.
+    let read (tid: int) : (bool * int64 * int64) option =
+        try
+            let stat = IO.File.ReadAllText $"/proc/self/task/{tid}/stat"
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            let state = stat[stat.LastIndexOf ')' + 2]
+            let sched = IO.File.ReadAllText($"/proc/self/task/{tid}/schedstat").Split ' '
+            Some(state = 'S' || state = 'D', int64 sched[0], int64 sched[1])
+        with _ ->
+            None
+
 /// The listening socket's registration in the first loop.
 [<Sealed>]
 type private ListenerTarget(key: uint64, ready: unit -> unit) =
@@ -616,6 +630,26 @@ type internal EpollTransport(settings: EpollSettings) =
     member private _.Watch() =
         let threshold = int64 thresholdMs
         let last = Array.create loops.Length -1L
+        // Per loop: the dispatch last sampled, and its thread's statistics then (time, ran, waited).
+        let sampledSeq = Array.create loops.Length -1L
+        let sampled = Array.create loops.Length (0L, 0L, 0L)
+
+        // Whether the loop's thread, held since its last sample, mostly waited for a CPU: then it
+        // is not held by its handler but by other processes, and a fresh thread would wait too.
+        let starved (i: int) (s: int64) (now: int64) =
+            match ThreadStats.read loops[i].ThreadId with
+            | None -> false
+            | Some(sleeping, ran, waited) ->
+                let before = sampledSeq[i] = s
+                let t0, ran0, waited0 = sampled[i]
+                sampledSeq[i] <- s
+                sampled[i] <- (now, ran, waited)
+
+                if sleeping then false
+                elif not before then true // no sample of this dispatch yet: look again shortly
+                else
+                    let elapsed = (now - t0) * 1_000_000L
+                    waited - waited0 > ran - ran0 && 2L * (waited - waited0) > elapsed
         let mutable idleSince = Environment.TickCount64
         let mutable wait = thresholdMs
 
@@ -635,6 +669,8 @@ type internal EpollTransport(settings: EpollSettings) =
 
                     if s % 2L = 1L && l.State = s && now - began < threshold then
                         due <- min due (began + threshold)
+                    elif s % 2L = 1L && l.State = s && starved i s now then
+                        due <- min due (now + max 1L (threshold / 4L))
                     elif s % 2L = 1L && l.State = s then
                         let holder = l.Holder
 

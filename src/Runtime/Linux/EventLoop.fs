@@ -215,6 +215,7 @@ type internal EventLoop(index: int, registry: Registry, bell: WatchdogBell, onEr
     // Shared with the watchdog.
     let mutable state = 0L
     let mutable started = 0L
+    let mutable tid = 0
     let mutable next = 0
     let mutable holder: IEventTarget = null
     let mutable stopped = 0
@@ -234,6 +235,9 @@ type internal EventLoop(index: int, registry: Registry, bell: WatchdogBell, onEr
 
     /// When the dispatch in progress began (Environment.TickCount64): valid while State reads the same odd value.
     member _.Started = Volatile.Read &started
+
+    /// The kernel's id of the thread running the loop (for its scheduler statistics).
+    member _.ThreadId = Volatile.Read &tid
 
     /// What the dispatch in progress serves (null for commands and timers).
     member _.Holder = Volatile.Read &holder
@@ -316,6 +320,7 @@ type internal EventLoop(index: int, registry: Registry, bell: WatchdogBell, onEr
         let mutable seq = start
         let mutable i = resume
         let mutable owned = true
+        Volatile.Write(&tid, Native.gettid ())
 
         try
             while owned && Volatile.Read &stopped = 0 do

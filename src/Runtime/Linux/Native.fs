@@ -47,6 +47,9 @@ extern int close(int fd)
 [<DllImport("libc", SetLastError = true)>]
 extern int fcntl(int fd, int cmd, int arg)
 
+[<DllImport("libc")>]
+extern int gettid()
+
 [<DllImport("libc", SetLastError = true)>]
 extern int getrlimit(int resource, nativeint rlim)
 
