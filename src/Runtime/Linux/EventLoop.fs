@@ -4,6 +4,7 @@ namespace Apisix.Runner.Linux
 
 open System
 open System.Collections.Concurrent
+open System.Runtime.CompilerServices
 open System.Runtime.InteropServices
 open System.Threading
 open Microsoft.FSharp.NativeInterop
@@ -316,6 +317,8 @@ type internal EventLoop(index: int, registry: Registry, bell: WatchdogBell, onEr
 
     /// Runs the loop on the calling thread from entry `resume` of the current batch, `seq` being the
     /// dispatch counter it takes over (even). Returns when the loop stops or another thread took it over.
+    /// Compiled optimized at once: it is entered once and never returns to be recompiled by tiering.
+    [<MethodImpl(MethodImplOptions.AggressiveOptimization)>]
     member l.Run(resume: int, start: int64) =
         let mutable seq = start
         let mutable i = resume
