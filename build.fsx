@@ -140,14 +140,20 @@ let vstestCounts (code: int, lines: string list) =
 
     counted summaries code
 
-/// Every test: the C# tests (xunit, through VSTest), then the F# tests (Expecto), one after the
-/// other, added up into the closing line, with the CI-sized soak (60 s) counted as one more check.
+/// Every test: the C# tests (xunit, through VSTest), then the F# tests (Expecto) on each transport,
+/// one after the other, added up into the closing line, with the CI-sized soak (60 s) counted as one more check.
 /// The Native AOT runner is made first: the end-to-end tests run against it as well.
 let test () =
     build ()
     publishAot (Path.Combine(artifacts, "publish", "aot"))
     let csPassed, csFailed = vstestCounts (exec "dotnet" [ "test"; csharpTests; "-c"; "Release"; "--no-build"; "-nologo" ] [])
-    let fsPassed, fsFailed = expectoCounts (runFSharpTests [] [])
+    // The F# tests run once on each transport: the Linux event loops (the default) and .NET's
+    // socket engine (the fallback), in process and in every runner process they start.
+    let fsPassed, fsFailed =
+        [ "epoll"; "socket" ]
+        |> List.map (fun transport -> expectoCounts (runFSharpTests [] [ "RUNNER_TEST_TRANSPORT", transport ]))
+        |> List.fold (fun (p, f) (p', f') -> p + p', f + f') (0, 0)
+
     // Sixty seconds show gross leaks only, so the RSS threshold is loose; the long soak is the real check.
     let soaked = runSoak 60 [ "--sample"; "5"; "--heap-slope"; "1024"; "--rss-slope"; "32768" ]
     let passed = csPassed + fsPassed + (if soaked then 1 else 0)

@@ -6,4 +6,7 @@ open System.Runtime.CompilerServices
 // per-call objects, the cache and the sessions directly.
 [<assembly: InternalsVisibleTo("Apisix.Runner.Testing")>]
 [<assembly: InternalsVisibleTo("Apisix.Runner.Tests")>]
+// The transport's own tests and its bench host drive IConnectionIo and ITransport directly.
+[<assembly: InternalsVisibleTo("Apisix.Runner.Transport.Tests")>]
+[<assembly: InternalsVisibleTo("Apisix.Runner.Transport.Host")>]
 do ()

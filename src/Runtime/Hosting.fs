@@ -53,7 +53,10 @@ module RunnerConfiguration =
           setting "MaxFrameBytes" int' (fun o v -> o.MaxFrameBytes <- v)
           setting "ConfCacheCapacity" int' (fun o v -> o.ConfCacheCapacity <- v)
           setting "ShutdownTimeout" timeSpan (fun o v -> o.ShutdownTimeout <- v)
-          setting "InlineCompletions" bool' (fun o v -> o.InlineCompletions <- v) ]
+          setting "InlineCompletions" bool' (fun o v -> o.InlineCompletions <- v)
+          setting "Transport" ValueSome (fun o v -> o.Transport <- v.ToLowerInvariant())
+          setting "EventLoops" int' (fun o v -> o.EventLoops <- v)
+          setting "StallThreshold" timeSpan (fun o v -> o.StallThreshold <- v) ]
 
     /// `Runner:PluginFolders`, a list rather than one value: read by `pluginFolders`.
     [<Literal>]

@@ -148,3 +148,34 @@ module internal Log =
 
     let pluginFolderLoaded =
         LoggerMessage.Define<string, string>(LogLevel.Information, EventId(16, "PluginFolderLoaded"), "Loaded plugin folder {Folder}: {Plugins}")
+
+    // The Linux transport (Runtime/Linux).
+    let loopHeld =
+        LoggerMessage.Define<int, int, string>(
+            LogLevel.Warning,
+            EventId(20, "LoopHeld"),
+            "Event loop {Loop} was held for more than {ThresholdMs} ms by {Holder}; its other connections go on on a fresh thread"
+        )
+
+    let loopHeldOutsideCall =
+        LoggerMessage.Define<int, int, string>(
+            LogLevel.Debug,
+            EventId(25, "LoopHeldOutsideCall"),
+            "Event loop {Loop} was held for more than {ThresholdMs} ms outside any call ({Holder}); its other connections go on on a fresh thread"
+        )
+
+    let acceptLimit =
+        LoggerMessage.Define<int, int>(
+            LogLevel.Error,
+            EventId(21, "AcceptLimit"),
+            "Cannot accept connections (errno {Errno}: out of file descriptors or memory); serving the open connections and retrying every {RetryMs} ms"
+        )
+
+    let acceptResumed =
+        LoggerMessage.Define(LogLevel.Information, EventId(22, "AcceptResumed"), "Accepting connections again")
+
+    let acceptStopped =
+        LoggerMessage.Define<int>(LogLevel.Error, EventId(23, "AcceptStopped"), "Accepting stopped: accept4 failed with errno {Errno}")
+
+    let loopFailed =
+        LoggerMessage.Define(LogLevel.Error, EventId(24, "LoopFailed"), "An event-loop handler failed; the loop goes on")

@@ -36,6 +36,19 @@ type RunnerOptions() =
     /// connection. Only for plugins that never block; applied by RunnerHost when the process starts.
     member val InlineCompletions = false with get, set
 
+    /// How bytes move between APISIX and the runner: `epoll`, event loops of the runner's own on
+    /// Linux (the default there), or `socket`, .NET's socket engine (the default elsewhere, and the
+    /// fallback on Linux).
+    member val Transport = (if OperatingSystem.IsLinux() then "epoll" else "socket") with get, set
+
+    /// Event-loop threads of the epoll transport; 0 chooses one per four cores, at least one (one
+    /// measured best on 2 cores, where APISIX and the runner share them).
+    member val EventLoops = 0 with get, set
+
+    /// How long one call may hold an event loop before the epoll transport moves the loop's other
+    /// connections to a fresh thread (a plugin that blocks its thread, or computes for long).
+    member val StallThreshold = TimeSpan.FromMilliseconds 20.0 with get, set
+
     /// Folders whose plugin assemblies are loaded at start, each an absolute path: every `.dll` with
     /// its `.deps.json` beside it (what `dotnet publish` of a plugin project makes) is loaded in a
     /// load context of its own, and its plugins are registered beside the runner's own. Configured
@@ -78,6 +91,14 @@ type RunnerOptions() =
               "Runner:ConfCacheCapacity must be at least 1"
           if o.ShutdownTimeout < TimeSpan.Zero then
               "Runner:ShutdownTimeout must not be negative"
+          if o.Transport <> "epoll" && o.Transport <> "socket" then
+              $"Runner:Transport must be epoll or socket, got '{o.Transport}'"
+          elif o.Transport = "epoll" && not (OperatingSystem.IsLinux()) then
+              "Runner:Transport epoll needs Linux; use socket"
+          if o.EventLoops < 0 || o.EventLoops > 256 then
+              $"Runner:EventLoops must be between 0 (one per four cores) and 256, got {o.EventLoops}"
+          if o.StallThreshold <= TimeSpan.Zero then
+              "Runner:StallThreshold must be positive"
           if not (isNull o.PluginFolders) then
               let listed = HashSet<string>(StringComparer.Ordinal)
 

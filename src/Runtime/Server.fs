@@ -10,6 +10,7 @@ open System.Threading
 open System.Threading.Tasks
 open Microsoft.Extensions.Hosting
 open Microsoft.Extensions.Logging
+open Apisix.Runner.Linux
 
 /// Why the runner could not start: a result the host turns into an exit code and one line on stderr.
 type StartError =
@@ -45,7 +46,7 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
     let logger = loggers.CreateLogger "Apisix.Runner"
     let lifetime = loggers.CreateLogger "Apisix.Runner.Lifetime"
     let cache = ConfCache(options.ConfLifetime, options.ConfCacheCapacity, time)
-    let sessions = ConcurrentDictionary<Session, Task>()
+    let sessions = ConcurrentDictionary<IConnectionIo, struct (Session * Task)>()
     let mutable registry: IReadOnlyDictionary<string, Plugin> = Dictionary<string, Plugin>()
     let mutable transport: ITransport = Unchecked.defaultof<_>
     let mutable listener: Socket = null
@@ -139,14 +140,33 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
     let serve (ctx: RunnerContext) (io: IConnectionIo) =
         let session = Session(io, ctx)
         let running = session.RunAsync()
-        sessions[session] <- running
-        running.ContinueWith((fun (_: Task) -> sessions.TryRemove session |> ignore), TaskScheduler.Default) |> ignore
+        sessions[io] <- struct (session, running)
+        running.ContinueWith((fun (_: Task) -> sessions.TryRemove io |> ignore), TaskScheduler.Default) |> ignore
 
     let tick () =
         let now = Stopwatch.GetTimestamp()
 
-        for KeyValue(s, _) in sessions do
+        for KeyValue(_, struct (s, _)) in sessions do
             s.CheckDeadline now
+
+    /// What the call on a connection is doing, for the epoll transport's stall log line.
+    let describe (io: IConnectionIo) =
+        match sessions.TryGetValue io with
+        | true, struct (s, _) -> s.Describe()
+        | _ -> ""
+
+    let startTransport () : ITransport =
+        if options.Transport = "epoll" then
+            let loops = if options.EventLoops > 0 then options.EventLoops else EpollSettings.DefaultLoops Environment.ProcessorCount
+
+            new EpollTransport(
+                { Loops = loops
+                  StallThreshold = options.StallThreshold
+                  Logger = logger
+                  DescribeHolder = describe }
+            )
+        else
+            new SocketTransport(logger)
 
     /// A server whose plugins are all in `plugins`; plugin classes of plugin folders get no services.
     new(options, plugins, loggers, time) = RunnerServer(options, plugins, loggers, time, RunnerServer.NoServices)
@@ -202,14 +222,14 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
                 let period = min (TimeSpan.FromMilliseconds 100.0) (options.CallTimeout / 10.0)
                 ticker <- new Timer((fun _ -> tick ()), null, period, period)
                 observed <- Telemetry.observe sessions (Func<int>(fun () -> sessions.Count)) (Func<int>(fun () -> cache.Count))
-                transport <- new SocketTransport(logger)
+                transport <- startTransport ()
                 transport.Start(l, serve (context ()))
 
                 Log.listening.Invoke(
                     lifetime,
                     socketPath,
                     options.SocketMode,
-                    "socket",
+                    options.Transport,
                     String.Join(", ", registry.Keys),
                     null
                 )
@@ -230,7 +250,7 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
                 with :? IOException ->
                     ()
 
-                let all = Task.WhenAll(sessions.Values)
+                let all = Task.WhenAll([ for KeyValue(_, struct (_, running)) in sessions -> running ])
 
                 try
                     do! all.WaitAsync options.ShutdownTimeout

@@ -194,6 +194,8 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
     let mutable callPhase = CallPhase.Request
     // Whether the call went asynchronous: then `answered` completes it, else `result` holds its answer.
     let mutable async' = false
+    // From the call's frame to the outcome of its answer.
+    let mutable serving = false
     let mutable answered = ManualResetValueTaskSourceCore<bool>()
     let mutable result = ValueTask<bool>()
     // When the waiting call must end (Stopwatch ticks); 0 when none waits.
@@ -301,6 +303,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
     /// Ends the call with the outcome of sending its last frame.
     member private _.Finish(sent: ValueTask<bool>) =
         Volatile.Write(&deadline, 0L)
+        Volatile.Write(&serving, false)
 
         if not async' then
             result <- sent
@@ -466,6 +469,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
         activity <- Telemetry.startCall call.Request
         callPhase <- call.Request.Phase
         async' <- false
+        Volatile.Write(&serving, true)
 
         if phase.Prefetch.Length = 0 then s.RunChain() else s.StartPrefetch()
 
@@ -522,6 +526,11 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
             finally
                 s.Dispose()
         }
+
+    /// The call in progress, for a log line written from another thread: its id and the plugin
+    /// running (a racy read of two fields, good enough to name a culprit).
+    member _.Describe() =
+        if Volatile.Read &serving then $"call {call.Request.Id} in plugin {call.Plugin}" else ""
 
     /// Ends the waiting call when it is past its deadline (Stopwatch ticks): the plugins see their
     /// cancellation token cancelled, APISIX gets SERVICE_UNAVAILABLE, and the connection closes.

@@ -13,6 +13,7 @@ open Apisix.Runner
 open Apisix.Runner.Tests.Support.ApisixClient
 open Apisix.Runner.Tests.Support.RunnerProcess
 open Apisix.Runner.Tests.Support.Expectations
+open Apisix.Runner.Tests.Support
 
 /// One call of the load: when its bytes were all sent, when its answer came, and the answer
 /// (none when the runner closed the connection instead).
@@ -217,7 +218,8 @@ let tests =
                 | [ listening; stopped ] ->
                     Expect.stringStarts listening "info: Apisix.Runner.Lifetime[10] Listening on unix:" "the first line"
                     Expect.stringContains listening sandbox.Socket "the first line names the socket"
-                    Expect.stringContains listening "socket transport" "the first line names the transport"
+                    let transport = TransportUnderTest.effective (RunnerOptions())
+                    Expect.stringContains listening $"{transport} transport" "the first line names the transport"
                     Expect.stringStarts stopped "info: Apisix.Runner.Lifetime[14] Stopped" "the last line"
                 | output -> failtest $"expected two lines, one at start and one at stop; the output: {String.Join('\n', output)}"
             }

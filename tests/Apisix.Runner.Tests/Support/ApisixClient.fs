@@ -200,7 +200,10 @@ type TestServer(plugins: Plugin list, configure: RunnerOptions -> unit, time: Ti
     // Short: a unix socket path must fit in 108 bytes.
     let dir = Path.Combine(Path.GetTempPath(), "apisix-rt", Guid.NewGuid().ToString("N").Substring(0, 12))
     let options = RunnerOptions(ListenAddress = "unix:" + Path.Combine(dir, "runner.sock"))
-    do configure options
+    do
+        if not (isNull TransportUnderTest.name) then options.Transport <- TransportUnderTest.name
+        configure options
+
     let log = new CapturingLogger()
     let server = RunnerServer(options, plugins, log, time)
 

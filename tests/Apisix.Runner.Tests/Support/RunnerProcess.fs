@@ -239,7 +239,7 @@ type Runner(socket: string, env: (string * string) list, ?program: string) =
             if [ "APISIX_"; "Runner__"; "Logging__" ] |> List.exists (fun p -> name.StartsWith(p, StringComparison.OrdinalIgnoreCase)) then
                 start.Environment.Remove name |> ignore
 
-        for name, value in [ "APISIX_LISTEN_ADDRESS", "unix:" + socket; "APISIX_CONF_EXPIRE_TIME", "3600" ] @ env do
+        for name, value in [ "APISIX_LISTEN_ADDRESS", "unix:" + socket; "APISIX_CONF_EXPIRE_TIME", "3600" ] @ TransportUnderTest.env @ env do
             if isNull value then start.Environment.Remove name |> ignore else start.Environment[name] <- value
 
     let lines = ResizeArray<string>()
