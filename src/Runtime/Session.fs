@@ -8,12 +8,14 @@ open System.Threading
 open System.Threading.Tasks
 open Microsoft.Extensions.Logging
 
-/// What every session shares: the prepared configurations, the plugins, settings, log.
+/// What every session shares: the prepared configurations, the plugins, settings, log, and the
+/// memory budget.
 type internal RunnerContext =
     { Cache: ConfCache
       Plugins: IReadOnlyDictionary<string, Plugin>
       Options: RunnerOptions
-      Logger: ILogger }
+      Logger: ILogger
+      Budget: MemoryBudget }
 
 /// Whether a session can still carry calls.
 [<Struct>]
@@ -26,10 +28,14 @@ type internal Link =
 /// at a time (with its ExtraInfo exchanges on the same connection), sends the answers, until
 /// APISIX closes the connection or the runner drains. A call whose chain completes synchronously
 /// is answered in the same turn and arms nothing; a call that goes asynchronous gets a deadline,
-/// which the server's coarse tick enforces (CheckDeadline).
+/// which the server's coarse tick enforces (CheckDeadline). A frame or ExtraInfo reply larger
+/// than 64 KiB is read only once the memory budget grants its whole size (the connection is read no
+/// further meanwhile), into an array of its own that the call keeps, and the bytes go back to the
+/// budget when the frame has been served.
 [<Sealed>]
 type internal Session(io: IConnectionIo, ctx: RunnerContext) =
     let input = FrameReader(ctx.Options.MaxFrameBytes)
+    let budget = ctx.Budget
     let answers = new FrameBuilder(1024)
     let asks = new FrameBuilder(256)
     let batch = ArrayBufferWriter<byte>(256)
@@ -38,33 +44,92 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
     let maxFrame = ctx.Options.MaxFrameBytes
     let timeoutTicks = int64 (ctx.Options.CallTimeout.TotalSeconds * float Stopwatch.Frequency)
     // The body of the frame being served: its view must outlive the input buffer, which ExtraInfo
-    // replies move and grow. A copy of a request frame costs far less than the call around it.
-    let mutable callBody = ArrayPool<byte>.Shared.Rent 4096
+    // replies move and grow. A copy of a request frame costs far less than the call around it; a
+    // frame over 64 KiB is not copied: its array of its own is kept instead.
+    let mutable callBody = Buffers.rent 4096
+    // Bytes of the memory budget this connection holds: a large frame being received or served, the
+    // large ExtraInfo replies and the grown answer of its call. Given back when the frame is served,
+    // or when the session ends (after which a late claim is given back at once).
+    let holding = obj ()
+    let mutable held = 0L
+    let mutable ended = false
     // Never armed: the server's tick cancels it when an asynchronous call passes its deadline.
     let cts = new CancellationTokenSource()
     let mutable link = Open
     // When the asynchronous call in progress must end (Stopwatch ticks); 0 when none is.
     let mutable deadline = 0L
 
+    /// Records bytes granted or charged for this connection; false (and the bytes given back) once
+    /// the session has ended: a plugin's ExtraInfo request may outlive its call's deadline.
+    let hold (bytes: int64) =
+        lock holding (fun () ->
+            if ended then
+                budget.Give bytes
+                false
+            else
+                held <- held + bytes
+                true)
+
+    let giveBackHeld () =
+        lock holding (fun () ->
+            budget.Give held
+            held <- 0L)
+
+    /// Claims a large frame's whole size, waiting in line when it does not fit, then gives the frame
+    /// its array; false when the claim was given up (the session or the server ends).
+    let claim (kind: Claim) (cancel: CancellationToken) : ValueTask<bool> =
+        let size = int64 input.Wanted
+
+        let enlarge granted =
+            if granted && hold size then
+                input.Enlarge()
+                true
+            else
+                false
+
+        if budget.TryTake size then
+            ValueTask<bool>(enlarge true)
+        else
+            ValueTask<bool>(
+                task {
+                    let! granted = budget.TakeAsync(size, kind, Volatile.Read &held, cancel)
+                    return enlarge granted
+                }
+            )
+
     let keepBody (body: ReadOnlySequence<byte>) =
-        let n = int body.Length
+        if input.TakenLarge > 0 then
+            body.First
+        else
+            let n = int body.Length
 
-        if callBody.Length < n then
-            ArrayPool<byte>.Shared.Return callBody
-            callBody <- ArrayPool<byte>.Shared.Rent n
+            if callBody.Length < n then
+                Buffers.giveBack callBody
+                callBody <- Buffers.rent n
 
-        body.CopyTo(Span(callBody, 0, n))
-        ReadOnlyMemory(callBody, 0, n)
+            body.CopyTo(Span(callBody, 0, n))
+            ReadOnlyMemory(callBody, 0, n)
+
+    /// An answer that grew past what a builder keeps is counted until the frame is served.
+    let countAnswer () =
+        let grown = int64 answers.Capacity
+
+        if grown > int64 Buffers.MaxPooled then
+            budget.Charge grown
+            hold grown |> ignore
 
     // A large body is not kept for the connection's whole life: memory per idle connection stays small.
     // The same for the builders once the frame is served (its answers are sent by then).
     let releaseBody () =
         if callBody.Length > 65536 then
-            ArrayPool<byte>.Shared.Return callBody
-            callBody <- ArrayPool<byte>.Shared.Rent 4096
+            Buffers.giveBack callBody
+            callBody <- Buffers.rent 4096
 
         answers.Trim()
         asks.Trim()
+
+        if held > 0L then
+            giveBackHeld ()
 
     let breakLink (reason: string) =
         if link = Open then link <- Broken reason
@@ -109,6 +174,9 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
                     | Ok resp -> reply <- resp.Result
                     | Error e -> breakLink $"undecodable ExtraInfo reply: {e.Describe()}"
 
+                    // Its value is copied out: the claim stays with the call, for that copy.
+                    budget.Dropped(int64 input.TakenLarge)
+
                     waiting <- false
                 | Frame(other, _, _) ->
                     breakLink $"expected an ExtraInfo reply, got frame type {byte other}"
@@ -117,13 +185,19 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
                     breakLink $"ExtraInfo reply of {n} bytes exceeds the frame limit"
                     waiting <- false
                 | Incomplete ->
-                    let! n = io.ReceiveAsync(input.Free())
+                    let! room = if input.Wanted > 0 then claim Claim.Reply cts.Token else ValueTask<bool>(true)
 
-                    if n = 0 then
-                        breakLink "APISIX closed the connection during an ExtraInfo exchange"
+                    if not room then
+                        breakLink "the call ended while its ExtraInfo reply waited for the memory budget"
                         waiting <- false
                     else
-                        input.Received n
+                        let! n = io.ReceiveAsync(input.Free())
+
+                        if n = 0 then
+                            breakLink "APISIX closed the connection during an ExtraInfo exchange"
+                            waiting <- false
+                        else
+                            input.Received n
 
             return reply
         }
@@ -220,6 +294,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
                 | Open ->
                     match call.Encode(answers, decision) with
                     | Ok frame ->
+                        countAnswer ()
                         let outcome = call.Outcome decision
 
                         if ctx.Logger.IsEnabled LogLevel.Debug then
@@ -320,10 +395,16 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
                             let! _ = reject $"frame body of {n} bytes exceeds the limit of {maxFrame}"
                             open' <- false
                         | Incomplete ->
-                            // Awaited here, in the session's one state machine, so waiting costs nothing.
-                            let! n = io.ReceiveAsync(input.Free())
-                            input.Received n
-                            open' <- n > 0
+                            // A large frame is read on only once the budget grants its whole size.
+                            let! room = if input.Wanted > 0 then claim Claim.Frame cts.Token else ValueTask<bool>(true)
+
+                            if room then
+                                // Awaited here, in the session's one state machine, so waiting costs nothing.
+                                let! n = io.ReceiveAsync(input.Free())
+                                input.Received n
+                                open' <- n > 0
+                            else
+                                open' <- false
                 with ex ->
                     Log.connectionFailed.Invoke(ctx.Logger, Log.escaped ex)
             finally
@@ -351,8 +432,13 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) =
         answers.Dispose()
         asks.Dispose()
 
+        lock holding (fun () ->
+            ended <- true
+            budget.Give held
+            held <- 0L)
+
         if not (isNull callBody) then
-            ArrayPool<byte>.Shared.Return callBody
+            Buffers.giveBack callBody
             callBody <- null
 
     interface IExtraInfoSource with
