@@ -215,21 +215,24 @@ type internal MemoryBudget(limit: int64, logger: ILogger) =
     /// has moved for a second and at most every 5 s: one aggressive collection, which compacts the
     /// large object heap and gives the GC's free memory back to the system. Whether it ran.
     member _.TrimIfIdle(now: int64) : bool =
-        let due =
-            lock gate (fun () ->
-                let due =
-                    not closed
-                    && released >= MemoryBudget.TrimAfterBytes
-                    && replies.Count = 0
-                    && frames.Count = 0
-                    && now - lastMove >= second
-                    && (lastTrim = 0L || now - lastTrim >= 5L * second)
+        // Every tick of the server comes here: no closure, nothing allocated.
+        let mutable due = false
+        Monitor.Enter gate
 
-                if due then
-                    released <- 0L
-                    lastTrim <- now
+        try
+            due <-
+                not closed
+                && released >= MemoryBudget.TrimAfterBytes
+                && replies.Count = 0
+                && frames.Count = 0
+                && now - lastMove >= second
+                && (lastTrim = 0L || now - lastTrim >= 5L * second)
 
-                due)
+            if due then
+                released <- 0L
+                lastTrim <- now
+        finally
+            Monitor.Exit gate
 
         if due then
             let before = GC.GetGCMemoryInfo().TotalCommittedBytes
