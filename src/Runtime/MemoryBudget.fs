@@ -61,7 +61,7 @@ type internal MemoryBudget(limit: int64, logger: ILogger) =
     let mutable lastWarning = 0L
     // Bytes of large arrays let go since the last collection this budget made.
     let mutable garbage = 0L
-    let collectAfter = Math.Clamp(limit / 8L, 16L <<< 20, 32L <<< 20)
+    let collectAfter = Math.Clamp(limit / 16L, 8L <<< 20, 16L <<< 20)
     let second = Stopwatch.Frequency
 
     let fits (bytes: int64) = used + bytes <= limit || used = stalled
@@ -103,8 +103,9 @@ type internal MemoryBudget(limit: int64, logger: ILogger) =
 
     /// Large arrays let go are garbage until a full collection, and the GC, left to itself, lets
     /// its large object heap grow to several times what is live before it collects: a burst would
-    /// take the process far past the budget. So past an eighth of the budget of garbage (16 to
-    /// 32 MiB), one blocking full collection, without compaction: the same sizes fit the holes.
+    /// take the process far past the budget. So past a sixteenth of the budget of garbage (8 to
+    /// 16 MiB: about one collection per large frame served, which costs far less than receiving
+    /// it), one blocking full collection, without compaction: the same sizes fit the holes.
     let dropped (bytes: int64) =
         if Interlocked.Add(&garbage, bytes) >= collectAfter && Interlocked.Exchange(&garbage, 0L) >= collectAfter then
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, true, false)
