@@ -37,9 +37,10 @@ type internal BudgetWaiter(bytes: int64, held: int64, claim: Claim) =
 /// set of frames received halfway can hold memory that none of them can complete with. A call
 /// that holds bytes and waits for a reply could still wait on others doing the same, so a claim
 /// at the head of the line is granted past the limit when every byte held belongs to calls that
-/// wait in line themselves (nothing else could free memory): the bytes held stay below the limit
-/// plus one claim. Answers are counted but never wait: they are built in one go, for a call that
-/// holds its bytes already.
+/// wait in line themselves (nothing else could free memory). The limit is passed only then, by one
+/// claim at a time: by one claim at most while each call asks for at most one large reply (its
+/// body), more only for calls that ask for several. Answers are counted but never wait: they are
+/// built in one go, for a call that holds its bytes already.
 ///
 /// Large arrays are not pooled (see `Buffers`): let go, they are garbage until the next full
 /// collection. After a burst, once nothing has been claimed or given back for a second,
