@@ -37,6 +37,11 @@ module RunnerConfiguration =
         | true, v -> ValueSome v
         | _ -> ValueNone
 
+    let private int64' (text: string) =
+        match Int64.TryParse(text, NumberStyles.Integer, CultureInfo.InvariantCulture) with
+        | true, v -> ValueSome v
+        | _ -> ValueNone
+
     /// Each setting of the `Runner` section: its key, and how to read it into the options.
     let private settings: (string * (string -> RunnerOptions -> bool)) list =
         let setting key parse (set: RunnerOptions -> 'T -> unit) =
@@ -51,6 +56,7 @@ module RunnerConfiguration =
         [ setting "SocketMode" ValueSome (fun o v -> o.SocketMode <- v)
           setting "CallTimeout" timeSpan (fun o v -> o.CallTimeout <- v)
           setting "MaxFrameBytes" int' (fun o v -> o.MaxFrameBytes <- v)
+          setting "MaxBufferedBytes" int64' (fun o v -> o.MaxBufferedBytes <- v)
           setting "ConfCacheCapacity" int' (fun o v -> o.ConfCacheCapacity <- v)
           setting "ShutdownTimeout" timeSpan (fun o v -> o.ShutdownTimeout <- v)
           setting "InlineCompletions" bool' (fun o v -> o.InlineCompletions <- v)

@@ -146,6 +146,16 @@ module internal Log =
     let unknownSetting =
         LoggerMessage.Define<string>(LogLevel.Warning, EventId(15, "UnknownSetting"), "Unknown setting {Key} ignored: no runner setting has that name")
 
+    let budgetFull =
+        LoggerMessage.Define<int64, int64, int64>(
+            LogLevel.Warning,
+            EventId(18, "BudgetFull"),
+            "The memory budget is in use ({InUse} of {Limit} bytes, Runner:MaxBufferedBytes): a frame of {Bytes} bytes waits, unread, until memory frees; smaller frames go on"
+        )
+
+    let memoryReturned =
+        LoggerMessage.Define<int64, int64>(LogLevel.Debug, EventId(19, "MemoryReturned"), "Large buffers idle after a burst: collected, the GC's committed memory went from {Before} to {After} bytes")
+
     let pluginFolderLoaded =
         LoggerMessage.Define<string, string>(LogLevel.Information, EventId(16, "PluginFolderLoaded"), "Loaded plugin folder {Folder}: {Plugins}")
 

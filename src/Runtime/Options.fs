@@ -24,6 +24,13 @@ type RunnerOptions() =
     /// The largest frame body accepted; bounds the memory one connection can take.
     member val MaxFrameBytes = Frame.MaxBodyLength with get, set
 
+    /// The most bytes held at once across all connections beyond their standing buffers: frames and
+    /// ExtraInfo replies over 64 KiB, from their header until their call is answered, and answers
+    /// grown past 64 KiB. A large frame or reply that does not fit waits, unread, until memory frees;
+    /// smaller ones go on. By default an eighth of the memory available to the process, at least
+    /// 64 MiB and at most 512 MiB (RunnerOptions.DefaultMaxBufferedBytes).
+    member val MaxBufferedBytes = RunnerOptions.DefaultMaxBufferedBytes with get, set
+
     /// The most prepared configurations kept at once; beyond it the least recently used go.
     member val ConfCacheCapacity = 100_000 with get, set
 
@@ -35,6 +42,12 @@ type RunnerOptions() =
     /// but a plugin that blocks a thread (a synchronous wait, heavy computation) then holds up every
     /// connection. Only for plugins that never block; applied by RunnerHost when the process starts.
     member val InlineCompletions = false with get, set
+
+    /// The default of MaxBufferedBytes: an eighth of the memory available to the process (the
+    /// machine's, or a container's or the GC's limit when lower), at least 64 MiB (three frames of
+    /// the protocol's largest size, with room for their answers) and at most 512 MiB.
+    static member DefaultMaxBufferedBytes: int64 =
+        Math.Clamp(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 8L, 64L <<< 20, 512L <<< 20)
 
     /// How bytes move between APISIX and the runner: `epoll`, event loops of the runner's own on
     /// Linux (the default there), or `socket`, .NET's socket engine (the default elsewhere, and the
@@ -87,6 +100,8 @@ type RunnerOptions() =
               "Runner:CallTimeout must be positive and below APISIX's 60 s timeout"
           if o.MaxFrameBytes < 1024 || o.MaxFrameBytes > Frame.MaxBodyLength then
               $"Runner:MaxFrameBytes must be between 1024 and {Frame.MaxBodyLength}"
+          if o.MaxBufferedBytes < int64 o.MaxFrameBytes + int64 Frame.HeaderLength then
+              $"Runner:MaxBufferedBytes must hold at least one frame of Runner:MaxFrameBytes ({int64 o.MaxFrameBytes + int64 Frame.HeaderLength} bytes), got {o.MaxBufferedBytes}"
           if o.ConfCacheCapacity < 1 then
               "Runner:ConfCacheCapacity must be at least 1"
           if o.ShutdownTimeout < TimeSpan.Zero then

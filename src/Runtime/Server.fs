@@ -46,6 +46,7 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
     let logger = loggers.CreateLogger "Apisix.Runner"
     let lifetime = loggers.CreateLogger "Apisix.Runner.Lifetime"
     let cache = ConfCache(options.ConfLifetime, options.ConfCacheCapacity, time)
+    let budget = MemoryBudget(options.MaxBufferedBytes, logger)
     let sessions = ConcurrentDictionary<IConnectionIo, struct (Session * Task)>()
     let mutable registry: IReadOnlyDictionary<string, Plugin> = Dictionary<string, Plugin>()
     let mutable transport: ITransport = Unchecked.defaultof<_>
@@ -135,7 +136,8 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
         { Cache = cache
           Plugins = registry
           Options = options
-          Logger = logger }
+          Logger = logger
+          Budget = budget }
 
     let serve (ctx: RunnerContext) (io: IConnectionIo) =
         let session = Session(io, ctx)
@@ -148,6 +150,8 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
 
         for KeyValue(_, struct (s, _)) in sessions do
             s.CheckDeadline now
+
+        budget.TrimIfIdle now |> ignore
 
     /// What the call on a connection is doing, for the epoll transport's stall log line.
     let describe (io: IConnectionIo) =
@@ -183,6 +187,12 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
 
     /// Connections being served now.
     member _.ConnectionCount = sessions.Count
+
+    /// Bytes held now against `Runner:MaxBufferedBytes`.
+    member _.BufferedBytes = budget.InUse
+
+    /// Frames and ExtraInfo replies waiting now for the memory budget.
+    member _.WaitingForMemory = budget.Waiting
 
     /// Checks the settings and plugins, binds the socket (creating its directory, replacing a stale
     /// file, setting its mode) and starts serving. Opening twice does nothing more.
@@ -221,7 +231,8 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
                 sweeper <- time.CreateTimer((fun _ -> cache.Sweep() |> ignore), null, every, every)
                 let period = min (TimeSpan.FromMilliseconds 100.0) (options.CallTimeout / 10.0)
                 ticker <- new Timer((fun _ -> tick ()), null, period, period)
-                observed <- Telemetry.observe sessions (Func<int>(fun () -> sessions.Count)) (Func<int>(fun () -> cache.Count))
+                observed <-
+                    Telemetry.observe sessions (Func<int>(fun () -> sessions.Count)) (Func<int>(fun () -> cache.Count)) (Func<int64>(fun () -> budget.InUse))
                 transport <- startTransport ()
                 transport.Start(l, serve (context ()))
 
@@ -260,6 +271,8 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
                     transport.Abort()
                 | ex -> Log.stopFailed.Invoke(logger, ex)
 
+                // Frames still waiting for memory will not be read: their sessions end.
+                budget.Close()
                 sweeper.Dispose()
                 ticker.Dispose()
                 observed.Dispose()

@@ -9,12 +9,14 @@ open System.Threading.Tasks
 open System.Threading.Tasks.Sources
 open Microsoft.Extensions.Logging
 
-/// What every session shares: the prepared configurations, the plugins, settings, log.
+/// What every session shares: the prepared configurations, the plugins, settings, log, and the
+/// memory budget.
 type internal RunnerContext =
     { Cache: ConfCache
       Plugins: IReadOnlyDictionary<string, Plugin>
       Options: RunnerOptions
-      Logger: ILogger }
+      Logger: ILogger
+      Budget: MemoryBudget }
 
 /// Whether a session can still carry calls.
 [<Struct>]
@@ -33,13 +35,18 @@ type internal ReplyTake =
 
 /// The frames a session receives, and how an ExtraInfo reply is taken from them.
 module internal Replies =
-    /// The next frame, which must be an ExtraInfo reply.
-    let take (input: FrameReader) : ReplyTake =
+    /// The next frame, which must be an ExtraInfo reply. A large one's value is copied out: its
+    /// claim on the budget stays with the call, for that copy.
+    let take (input: FrameReader) (budget: MemoryBudget) : ReplyTake =
         match input.TryTake() with
         | Frame(FrameType.ExtraInfo, body, _) ->
-            match Decode.extraInfoResult body.FirstSpan with
-            | Ok value -> Reply value
-            | Error e -> Failed $"undecodable ExtraInfo reply: {e.Describe()}"
+            let reply =
+                match Decode.extraInfoResult body.FirstSpan with
+                | Ok value -> Reply value
+                | Error e -> Failed $"undecodable ExtraInfo reply: {e.Describe()}"
+
+            budget.Dropped(int64 input.TakenLarge)
+            reply
         | Frame(other, _, _) -> Failed $"expected an ExtraInfo reply, got frame type {byte other}"
         | TooLarge n -> Failed $"ExtraInfo reply of {n} bytes exceeds the frame limit"
         | Incomplete -> NeedMore
@@ -54,7 +61,16 @@ module internal Replies =
 /// the later ones through tasks. A closed or broken link answers none, and the session, knowing
 /// the link broke, sends nothing more.
 [<Sealed>]
-type internal Exchanges(io: IConnectionIo, input: FrameReader, asks: FrameBuilder, isOpen: unit -> bool, breakLink: string -> unit) as this =
+type internal Exchanges
+    (
+        io: IConnectionIo,
+        input: FrameReader,
+        asks: FrameBuilder,
+        budget: MemoryBudget,
+        claimReply: unit -> ValueTask<bool>,
+        isOpen: unit -> bool,
+        breakLink: string -> unit
+    ) as this =
     let mutable core = ManualResetValueTaskSourceCore<byte[] voption>()
     let waiting = Queue<struct (byte * string * TaskCompletionSource<byte[] voption>)>()
     let mutable busy = false
@@ -100,13 +116,22 @@ type internal Exchanges(io: IConnectionIo, input: FrameReader, asks: FrameBuilde
         let mutable reading = true
 
         while reading do
-            match Replies.take input with
+            match Replies.take input budget with
             | Reply value ->
                 reading <- false
                 x.Complete(value, null)
             | Failed reason ->
                 reading <- false
                 x.Complete(ValueNone, reason)
+            | NeedMore when input.Wanted > 0 ->
+                // A large reply is read on once the budget grants its whole size.
+                reading <- false
+                let room = claimReply ()
+
+                if room.IsCompleted then
+                    x.Claimed(room.GetAwaiter().GetResult())
+                else
+                    room.GetAwaiter().UnsafeOnCompleted(fun () -> x.Claimed(room.GetAwaiter().GetResult()))
             | NeedMore ->
                 let r = io.ReceiveAsync(input.Free())
 
@@ -122,6 +147,12 @@ type internal Exchanges(io: IConnectionIo, input: FrameReader, asks: FrameBuilde
                     reading <- false
                     receiving <- r
                     r.GetAwaiter().UnsafeOnCompleted onReceived
+
+    member private x.Claimed(granted: bool) =
+        if granted then
+            x.Read()
+        else
+            x.Complete(ValueNone, "the call ended while its ExtraInfo reply waited for the memory budget")
 
     /// Ends the exchange in progress (`broken`: why the link broke, or null) and starts the next waiting one.
     member private x.Complete(value: byte[] voption, broken: string) =
@@ -164,7 +195,10 @@ type internal Exchanges(io: IConnectionIo, input: FrameReader, asks: FrameBuilde
 
 /// One APISIX connection's protocol, whatever moves its bytes: takes whole frames, serves one call
 /// at a time (with its ExtraInfo exchanges on the same connection), sends the answers, until
-/// APISIX closes the connection or the runner drains.
+/// APISIX closes the connection or the runner drains. A frame or ExtraInfo reply larger than 64 KiB
+/// is read only once the memory budget grants its whole size (the connection is read no further
+/// meanwhile), into an array of its own that the call keeps; the bytes go back to the budget when
+/// the frame has been served.
 /// A call whose chain completes synchronously is answered in the same turn and arms nothing. A call
 /// that has to wait (for APISIX's ExtraInfo replies, or for a plugin's own work) continues from the
 /// completions of what it waits for, through one reusable source that the session's loop awaits,
@@ -179,9 +213,17 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
     let call = Call()
     let maxFrame = ctx.Options.MaxFrameBytes
     let timeoutTicks = int64 (ctx.Options.CallTimeout.TotalSeconds * float Stopwatch.Frequency)
+    let budget = ctx.Budget
     // The body of the frame being served: its view must outlive the input buffer, which ExtraInfo
-    // replies move and grow. A copy of a request frame costs far less than the call around it.
-    let mutable callBody = ArrayPool<byte>.Shared.Rent 4096
+    // replies move and grow. A copy of a request frame costs far less than the call around it; a
+    // frame over 64 KiB is not copied: its array of its own is kept instead.
+    let mutable callBody = Buffers.rent 4096
+    // Bytes of the memory budget this connection holds: a large frame being received or served, the
+    // large ExtraInfo replies and the grown answer of its call. Given back when the frame is served,
+    // or when the session ends (after which a late claim is given back at once).
+    let holding = obj ()
+    let mutable held = 0L
+    let mutable ended = false
     // Never armed: cancelled when the call in progress passes its deadline.
     let cts = new CancellationTokenSource()
     let mutable link = Open
@@ -212,8 +254,55 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
     let mutable onReplyReceived: Action = null
     let mutable onAnswerSent: Action = null
 
+    /// Records bytes granted or charged for this connection; false (and the bytes given back) once
+    /// the session has ended: a plugin's ExtraInfo request may outlive its call's deadline.
+    let hold (bytes: int64) =
+        lock holding (fun () ->
+            if ended then
+                budget.Give bytes
+                false
+            else
+                held <- held + bytes
+                true)
+
+    let giveBackHeld () =
+        lock holding (fun () ->
+            budget.Give held
+            held <- 0L)
+
+    /// Claims a large frame's whole size, waiting in line when it does not fit, then gives the frame
+    /// its array; false when the claim was given up (the session or the server ends). Rare: only
+    /// frames over 64 KiB claim, and only a claim that waits makes a task.
+    let claim (kind: Claim) : ValueTask<bool> =
+        let size = int64 input.Wanted
+
+        let enlarge granted =
+            if granted && hold size then
+                input.Enlarge()
+                true
+            else
+                false
+
+        if budget.TryTake size then
+            ValueTask<bool>(enlarge true)
+        else
+            ValueTask<bool>(
+                task {
+                    let! granted = budget.TakeAsync(size, kind, Volatile.Read &held, cts.Token)
+                    return enlarge granted
+                }
+            )
+
     let exchanges =
-        Exchanges(io, input, asks, (fun () -> link = Open), fun reason -> if link = Open then link <- Broken reason)
+        Exchanges(
+            io,
+            input,
+            asks,
+            budget,
+            (fun () -> claim Claim.Reply),
+            (fun () -> link = Open),
+            fun reason -> if link = Open then link <- Broken reason
+        )
 
     do
         onChainDone <- Action(fun () -> this.ChainDone())
@@ -222,24 +311,38 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
         onAnswerSent <- Action(fun () -> answered.SetResult(sending.GetAwaiter().GetResult()))
 
     let keepBody (body: ReadOnlySequence<byte>) =
-        let n = int body.Length
+        if input.TakenLarge > 0 then
+            body.First
+        else
+            let n = int body.Length
 
-        if callBody.Length < n then
-            ArrayPool<byte>.Shared.Return callBody
-            callBody <- ArrayPool<byte>.Shared.Rent n
+            if callBody.Length < n then
+                Buffers.giveBack callBody
+                callBody <- Buffers.rent n
 
-        body.CopyTo(Span(callBody, 0, n))
-        ReadOnlyMemory(callBody, 0, n)
+            body.CopyTo(Span(callBody, 0, n))
+            ReadOnlyMemory(callBody, 0, n)
+
+    /// An answer that grew past what a builder keeps is counted until the frame is served.
+    let countAnswer () =
+        let grown = int64 answers.Capacity
+
+        if grown > int64 Buffers.MaxPooled then
+            budget.Charge grown
+            hold grown |> ignore
 
     // A large body is not kept for the connection's whole life: memory per idle connection stays small.
     // The same for the builders once the frame is served (its answers are sent by then).
     let releaseBody () =
         if callBody.Length > 65536 then
-            ArrayPool<byte>.Shared.Return callBody
-            callBody <- ArrayPool<byte>.Shared.Rent 4096
+            Buffers.giveBack callBody
+            callBody <- Buffers.rent 4096
 
         answers.Trim()
         asks.Trim()
+
+        if held > 0L then
+            giveBackHeld ()
 
     let breakLink (reason: string) =
         if link = Open then link <- Broken reason
@@ -340,6 +443,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
         | Open, Ok decision ->
             match call.Encode(answers, decision) with
             | Ok frame ->
+                countAnswer ()
                 let outcome = call.Outcome decision
 
                 if ctx.Logger.IsEnabled LogLevel.Debug then
@@ -424,7 +528,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
                 reading <- false
                 s.RunChain()
             else
-                match Replies.take input with
+                match Replies.take input budget with
                 | Reply value ->
                     call.Prefetched(chain.Prefetch[prefetched], value)
                     prefetched <- prefetched + 1
@@ -432,6 +536,19 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
                     reading <- false
                     breakLink reason
                     s.Lost()
+                | NeedMore when input.Wanted > 0 ->
+                    // A large reply is read on once the budget grants its whole size.
+                    reading <- false
+                    let room = claim Claim.Reply
+
+                    if room.IsCompleted then
+                        s.ReplyClaimed(room.GetAwaiter().GetResult())
+                    else
+                        s.Waits()
+
+                        room.GetAwaiter().UnsafeOnCompleted(fun () ->
+                            if Interlocked.CompareExchange(&waiting, 0, 1) = 1 then
+                                s.ReplyClaimed(room.GetAwaiter().GetResult()))
                 | NeedMore ->
                     let r = io.ReceiveAsync(input.Free())
 
@@ -449,6 +566,13 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
                         receiving <- r
                         s.Waits()
                         r.GetAwaiter().UnsafeOnCompleted onReplyReceived
+
+    member private s.ReplyClaimed(granted: bool) =
+        if granted then
+            s.ReadReplies()
+        else
+            breakLink "the call ended while its ExtraInfo reply waited for the memory budget"
+            s.Lost()
 
     member private s.ReplyReceived() =
         let n = receiving.GetAwaiter().GetResult()
@@ -517,10 +641,16 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
                             let! _ = reject $"frame body of {n} bytes exceeds the limit of {maxFrame}"
                             open' <- false
                         | Incomplete ->
-                            // Awaited here, in the session's one state machine, so waiting costs nothing.
-                            let! n = io.ReceiveAsync(input.Free())
-                            input.Received n
-                            open' <- n > 0
+                            // A large frame is read on only once the budget grants its whole size.
+                            let! room = if input.Wanted > 0 then claim Claim.Frame else ValueTask<bool>(true)
+
+                            if room then
+                                // Awaited here, in the session's one state machine, so waiting costs nothing.
+                                let! n = io.ReceiveAsync(input.Free())
+                                input.Received n
+                                open' <- n > 0
+                            else
+                                open' <- false
                 with ex ->
                     Log.connectionFailed.Invoke(ctx.Logger, Log.escaped ex)
             finally
@@ -571,8 +701,13 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
         answers.Dispose()
         asks.Dispose()
 
+        lock holding (fun () ->
+            ended <- true
+            budget.Give held
+            held <- 0L)
+
         if not (isNull callBody) then
-            ArrayPool<byte>.Shared.Return callBody
+            Buffers.giveBack callBody
             callBody <- null
 
     interface IValueTaskSource<bool> with

@@ -34,6 +34,9 @@ module Telemetry =
     let internal extraInfo =
         meter.CreateCounter<int64>("apisix.runner.extra_info", "{exchange}", "ExtraInfo round trips with APISIX, by what was asked (var, req_body, resp_body)")
 
+    let internal bufferWaits =
+        meter.CreateCounter<int64>("apisix.runner.memory.waits", "{wait}", "Frames and ExtraInfo replies that waited for the memory budget (Runner:MaxBufferedBytes), by what waited (frame, reply)")
+
     let internal stalls =
         meter.CreateCounter<int64>("apisix.runner.loop.stalls", "{stall}", "Event loops held by one call past the stall threshold")
 
@@ -47,26 +50,35 @@ module Telemetry =
         | ExtraInfo.RespBody -> "resp_body"
 
     /// The servers running in this process, whose counts the gauges add up.
-    let private servers = ConcurrentDictionary<obj, struct (Func<int> * Func<int>)>()
+    let private servers = ConcurrentDictionary<obj, struct (Func<int> * Func<int> * Func<int64>)>()
 
-    let private total (pick: struct (Func<int> * Func<int>) -> Func<int>) =
-        Func<int>(fun () ->
-            let mutable sum = 0
+    let private total (pick: struct (Func<int> * Func<int> * Func<int64>) -> Func<'T>) (zero: 'T) (add: 'T -> 'T -> 'T) =
+        Func<'T>(fun () ->
+            let mutable sum = zero
 
             for KeyValue(_, counts) in servers do
-                sum <- sum + (pick counts).Invoke()
+                sum <- add sum ((pick counts).Invoke())
 
             sum)
 
     let private connections =
-        meter.CreateObservableUpDownCounter<int>("apisix.runner.connections", total (fun struct (c, _) -> c), "{connection}", "Connections from APISIX open now")
+        meter.CreateObservableUpDownCounter<int>("apisix.runner.connections", total (fun struct (c, _, _) -> c) 0 (+), "{connection}", "Connections from APISIX open now")
 
     let private cached =
-        meter.CreateObservableUpDownCounter<int>("apisix.runner.conf.cached", total (fun struct (_, c) -> c), "{conf}", "Prepared route configurations held now")
+        meter.CreateObservableUpDownCounter<int>("apisix.runner.conf.cached", total (fun struct (_, c, _) -> c) 0 (+), "{conf}", "Prepared route configurations held now")
 
-    /// Adds a running server's connection and configuration counts to the gauges, until disposed.
-    let internal observe (server: obj) (connectionCount: Func<int>) (configurationCount: Func<int>) : IDisposable =
-        servers[server] <- struct (connectionCount, configurationCount)
+    let private buffered =
+        meter.CreateObservableUpDownCounter<int64>(
+            "apisix.runner.memory.buffered",
+            total (fun struct (_, _, b) -> b) 0L (+),
+            "By",
+            "Bytes held now against the memory budget: large frames, ExtraInfo replies and answers"
+        )
+
+    /// Adds a running server's connection and configuration counts and its buffered bytes to the
+    /// gauges, until disposed.
+    let internal observe (server: obj) (connectionCount: Func<int>) (configurationCount: Func<int>) (bufferedBytes: Func<int64>) : IDisposable =
+        servers[server] <- struct (connectionCount, configurationCount, bufferedBytes)
 
         { new IDisposable with
             member _.Dispose() = servers.TryRemove server |> ignore }

@@ -248,9 +248,9 @@ type FlatBufferReader =
 /// codec. `atLeast` is a lower bound of the body length (always above Frame.MaxBodyLength).
 exception internal FrameOverflow of atLeast: int
 
-/// The memory under Google's FlatBufferBuilder: one array rented from ArrayPool. The builder
-/// writes back to front and asks for twice the length when it runs out (`GrowFront`), so the data
-/// written so far moves to the END of the bigger array. Growth stops at `MaxCapacity`.
+/// The memory under Google's FlatBufferBuilder: one array of `Buffers.rent`, pooled up to 64 KiB.
+/// The builder writes back to front and asks for twice the length when it runs out (`GrowFront`),
+/// so the data written so far moves to the END of the bigger array. Growth stops at `MaxCapacity`.
 [<Sealed; AllowNullLiteral>]
 type internal PooledAllocator() =
     inherit Google.FlatBuffers.ByteBufferAllocator()
@@ -263,9 +263,9 @@ type internal PooledAllocator() =
     /// Starts again from a freshly rented array of at least `size` bytes, giving back the one held.
     member a.Reset(size: int) =
         if not (isNull a.Buffer) then
-            ArrayPool<byte>.Shared.Return a.Buffer
+            Buffers.giveBack a.Buffer
 
-        let array = ArrayPool<byte>.Shared.Rent size
+        let array = Buffers.rent size
         a.Buffer <- array
         a.Length <- array.Length
 
@@ -276,15 +276,15 @@ type internal PooledAllocator() =
             raise (FrameOverflow(max (Frame.MaxBodyLength + 1) (a.Length - 8)))
 
         let old = a.Buffer
-        let bigger = ArrayPool<byte>.Shared.Rent newSize
+        let bigger = Buffers.rent newSize
         Buffer.BlockCopy(old, 0, bigger, bigger.Length - a.Length, a.Length)
-        ArrayPool<byte>.Shared.Return old
+        Buffers.giveBack old
         a.Buffer <- bigger
         a.Length <- bigger.Length
 
     member a.Release() =
         if not (isNull a.Buffer) then
-            ArrayPool<byte>.Shared.Return a.Buffer
+            Buffers.giveBack a.Buffer
             a.Buffer <- null
             a.Length <- 0
 

@@ -48,35 +48,6 @@ let private minimal (token: uint32) (id: uint32) : HttpReqCall.Req =
       Headers = [||]
       ConfToken = token }
 
-/// A call whose frame body is exactly `size` bytes: an `x-big` header makes the body as long as
-/// the encoder's 4-byte alignment allows, and up to 3 bytes no field points at make up the rest
-/// (a FlatBuffers reader ignores them, as APISIX's own encoder may leave some).
-let private sized (token: uint32) (id: uint32) (size: int) =
-    let build fill =
-        encode (
-            HttpReqCallReq
-                { httpRequest token id with
-                    Headers = [| TextEntry.Set("host", "example.com"); TextEntry.Set("x-big", String('a', fill)) |] }
-        )
-
-    let overhead = (build 0).Length - 4
-    let mutable frame = build (size - overhead)
-    let mutable fill = size - overhead
-
-    while frame.Length - 4 > size do
-        fill <- fill - 1
-        frame <- build fill
-
-    if size - (frame.Length - 4) > 3 then
-        failwithf "built a body of %d bytes, more than 3 short of %d" (frame.Length - 4) size
-
-    let exact = Array.zeroCreate (4 + size)
-    frame.CopyTo(exact, 0)
-    exact[1] <- byte (size >>> 16)
-    exact[2] <- byte (size >>> 8)
-    exact[3] <- byte size
-    exact
-
 let private mib (bytes: int) = float bytes / 1048576.0
 
 /// The soft limit on open files of a process ("self" or a pid).
@@ -284,7 +255,7 @@ let tests =
                 let probe = ProcessProbe.Of sandbox.Socket
                 use setup = new Client(sandbox.Socket)
                 let! token = setup.PrepareAsync(stopConf, "stop")
-                let frame = sized token 16u Frame.MaxBodyLength
+                let frame = callOfSize token 16u Frame.MaxBodyLength
                 let rssBefore = probe.RssMiB
                 use client = new RawConnection(sandbox.Socket)
                 let sending = client.SendAsync frame
@@ -311,7 +282,7 @@ let tests =
                 do!
                     task {
                         use client = new RawConnection(sandbox.Socket)
-                        let! _ = client.SendAsync(sized token 1u bound)
+                        let! _ = client.SendAsync(callOfSize token 1u bound)
                         let! answer = client.ReadAsync patience
                         same (denied 1u) (message answer)
                     }
@@ -332,8 +303,8 @@ let tests =
                         ()
                     }
 
-                do! rejected (sized token 2u (bound + 1))
-                let huge = sized token 3u Frame.MaxBodyLength
+                do! rejected (callOfSize token 2u (bound + 1))
+                let huge = callOfSize token 3u Frame.MaxBodyLength
 
                 for _ in 1..5 do
                     do! rejected huge

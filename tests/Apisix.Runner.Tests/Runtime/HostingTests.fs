@@ -80,6 +80,31 @@ let tests =
             Expect.exists failures (fun f -> f.Contains "absolute socket path") "the relative path"
             Expect.exists failures (fun f -> f.Contains "Runner:MaxFrameBytes must be between") "the frame limit"
 
+        testCase "Runner:MaxBufferedBytes is read from configuration; by default an eighth of the memory available, between 64 and 512 MiB" <| fun () ->
+            let provider, _ = runnerServices [ "APISIX_LISTEN_ADDRESS", "unix:/tmp/budget.sock"; "Runner:MaxBufferedBytes", "5000000000" ] ignore
+            use _ = provider
+            Expect.equal (provider.GetRequiredService<RunnerOptions>().MaxBufferedBytes) 5_000_000_000L "the setting, past 2 GiB"
+            let available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes
+            let fallback = RunnerOptions().MaxBufferedBytes
+            Expect.equal fallback (Math.Clamp(available / 8L, 64L <<< 20, 512L <<< 20)) $"the default with {available} bytes available"
+            Expect.isTrue (fallback >= (64L <<< 20) && fallback <= (512L <<< 20)) "the default is between 64 and 512 MiB"
+
+        testCase "a Runner:MaxBufferedBytes that cannot hold one frame of Runner:MaxFrameBytes fails validation" <| fun () ->
+            let check (settings: (string * string) list) =
+                let provider, _ = runnerServices (("APISIX_LISTEN_ADDRESS", "unix:/tmp/budget.sock") :: settings) ignore
+                use _ = provider
+
+                try
+                    provider.GetRequiredService<IOptions<RunnerOptions>>().Value |> ignore
+                    []
+                with :? OptionsValidationException as e ->
+                    List.ofSeq e.Failures
+
+            let failures = check [ "Runner:MaxBufferedBytes", "1000000" ]
+            Expect.exists failures (fun f -> f.Contains "Runner:MaxBufferedBytes must hold at least one frame of Runner:MaxFrameBytes (16777219 bytes), got 1000000") $"the budget below one frame: {failures}"
+            Expect.isEmpty (check [ "Runner:MaxBufferedBytes", "1000000"; "Runner:MaxFrameBytes", "65536" ]) "a budget of 1 MB with frames of at most 64 KiB"
+            Expect.exists (check [ "Runner:MaxBufferedBytes", "lots" ]) (fun f -> f.Contains "Runner:MaxBufferedBytes has an unreadable value 'lots'") "an unreadable value"
+
         testCase "keys under Runner that no setting reads are reported" <| fun () ->
             let _, configuration = runnerServices [ "Runner:CallTimout", "00:00:10"; "Runner:callTIMEOUT", "00:00:10"; "Runner:SocketMode", "0700" ] ignore
             Expect.equal (RunnerConfiguration.unknownKeys configuration) [ "Runner:CallTimout" ] "the misspelt key only (names ignore case)"

@@ -7,6 +7,7 @@ open System.Net.Sockets
 open System.Threading
 open System.Threading.Tasks
 open Apisix.Runner
+open Apisix.Runner.Tests.Support.ApisixClient
 
 /// What a raw connection read next.
 type Received =
@@ -122,3 +123,32 @@ let encode (message: ApisixMessage) : byte[] =
 let hex (bytes: byte[]) =
     let shown = Convert.ToHexString(bytes, 0, min bytes.Length 96)
     if bytes.Length > 96 then $"{shown}... ({bytes.Length} bytes)" else shown
+
+/// A call whose frame body is exactly `size` bytes: an `x-big` header makes the body as long as
+/// the encoder's 4-byte alignment allows, and up to 3 bytes no field points at make up the rest
+/// (a FlatBuffers reader ignores them, as APISIX's own encoder may leave some).
+let callOfSize (token: uint32) (id: uint32) (size: int) =
+    let build fill =
+        encode (
+            HttpReqCallReq
+                { httpRequest token id with
+                    Headers = [| TextEntry.Set("host", "example.com"); TextEntry.Set("x-big", String('a', fill)) |] }
+        )
+
+    let overhead = (build 0).Length - 4
+    let mutable frame = build (size - overhead)
+    let mutable fill = size - overhead
+
+    while frame.Length - 4 > size do
+        fill <- fill - 1
+        frame <- build fill
+
+    if size - (frame.Length - 4) > 3 then
+        failwithf "built a body of %d bytes, more than 3 short of %d" (frame.Length - 4) size
+
+    let exact = Array.zeroCreate (4 + size)
+    frame.CopyTo(exact, 0)
+    exact[1] <- byte (size >>> 16)
+    exact[2] <- byte (size >>> 8)
+    exact[3] <- byte size
+    exact
