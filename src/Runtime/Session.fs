@@ -199,13 +199,26 @@ type internal Exchanges
 /// is read only once the memory budget grants its whole size (the connection is read no further
 /// meanwhile), into an array of its own that the call keeps; the bytes go back to the budget when
 /// the frame has been served.
-/// A call whose chain completes synchronously is answered in the same turn and arms nothing. A call
-/// that has to wait (for APISIX's ExtraInfo replies, or for a plugin's own work) continues from the
-/// completions of what it waits for, through one reusable source that the session's loop awaits,
-/// so that waiting allocates nothing; it gets a deadline, which the server's coarse tick enforces
-/// (CheckDeadline): past it the call is answered SERVICE_UNAVAILABLE and the connection closes.
+/// A call whose chain completes synchronously is answered in the same turn. A call that has to wait
+/// (for APISIX's ExtraInfo replies, or for a plugin's own work) continues from the completions of
+/// what it waits for, through one reusable source that the session's loop awaits, so that waiting
+/// allocates nothing. Every call has a deadline, which the server's coarse tick enforces
+/// (CheckDeadline) while the call waits or its chain runs: past it the call is answered
+/// SERVICE_UNAVAILABLE and the connection closes, even when a plugin never returns its thread.
 [<Sealed>]
 type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
+    [<Literal>]
+    let Busy = 0
+
+    [<Literal>]
+    let Waiting = 1
+
+    [<Literal>]
+    let Running = 2
+
+    [<Literal>]
+    let Expired = 3
+
     let input = FrameReader(ctx.Options.MaxFrameBytes)
     let answers = new FrameBuilder(1024)
     let asks = new FrameBuilder(256)
@@ -240,11 +253,11 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
     let mutable serving = false
     let mutable answered = ManualResetValueTaskSourceCore<bool>()
     let mutable result = ValueTask<bool>()
-    // When the waiting call must end (Stopwatch ticks); 0 when none waits.
+    // When the call in progress must end (Stopwatch ticks); 0 when none is.
     let mutable deadline = 0L
-    // 1 while the call waits for APISIX's replies or its chain, 2 once it expired, 0 otherwise:
-    // whoever moves it from 1 goes on with the call.
-    let mutable waiting = 0
+    // Where the call stands (Busy, Waiting, Running, Expired): the deadline ends it only from
+    // Waiting or Running, and whoever moves it from there goes on with the call.
+    let mutable stage = Busy
     let mutable running = ValueTask<Decision>()
     let mutable sending = ValueTask<bool>()
     let mutable receiving = ValueTask<int>()
@@ -306,7 +319,10 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
 
     do
         onChainDone <- Action(fun () -> this.ChainDone())
-        onBatchSent <- Action(fun () -> this.BatchSent(sending.GetAwaiter().GetResult()))
+        onBatchSent <-
+            Action(fun () ->
+                let ok = sending.GetAwaiter().GetResult()
+                if this.Resumes Waiting then this.BatchSent ok)
         onReplyReceived <- Action(fun () -> this.ReplyReceived())
         onAnswerSent <- Action(fun () -> answered.SetResult(sending.GetAwaiter().GetResult()))
 
@@ -391,17 +407,15 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
         Log.tokenNotFound.Invoke(ctx.Logger, token, null)
         sendError Err.Code.CONF_TOKEN_NOT_FOUND
 
-    /// From now on the call completes through `answered`, and its deadline runs.
-    member private _.GoAsync() =
-        if not async' then
-            async' <- true
-            answered.Reset()
-            Volatile.Write(&deadline, Stopwatch.GetTimestamp() + timeoutTicks)
+    /// The call waits from now on for APISIX or its chain: the deadline may end it first, and it
+    /// completes through `answered`.
+    member private _.Waits() =
+        async' <- true
+        Volatile.Write(&stage, Waiting)
 
-    /// The call waits from now on for APISIX or its chain: the deadline may end it first.
-    member private s.Waits() =
-        s.GoAsync()
-        Volatile.Write(&waiting, 1)
+    /// Moves a call that waited or ran back to Busy; false when its deadline ended it meanwhile.
+    member private _.Resumes(from: int) =
+        Interlocked.CompareExchange(&stage, Busy, from) = from
 
     /// Ends the call with the outcome of sending its last frame.
     member private _.Finish(sent: ValueTask<bool>) =
@@ -459,28 +473,36 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
                 s.Finish(sendError Err.Code.SERVICE_UNAVAILABLE)
 
     member private s.RunChain() =
+        Volatile.Write(&stage, Running)
+
         let decided =
             try
                 chain.Run call.Request call.Response
             with ex ->
                 ValueTask<Decision>(Task.FromException<Decision> ex)
 
-        if decided.IsCompleted then
+        if not (s.Resumes Running) then
+            // The deadline answered while the chain held this thread: the call completes through
+            // `answered` once that answer is sent.
+            async' <- true
+            Session.Discard decided
+        elif decided.IsCompleted then
             s.Decided decided
         else
             running <- decided
             s.Waits()
             decided.GetAwaiter().UnsafeOnCompleted onChainDone
 
-    member private s.ChainDone() =
-        if Interlocked.CompareExchange(&waiting, 0, 1) = 1 then
-            s.Decided running
-        else
-            // Expired: the answer went out already; the plugin's outcome only needs taking.
+    /// Takes the outcome of a chain whose call expired: the answer went out already.
+    static member private Discard(decided: ValueTask<Decision>) =
+        if decided.IsCompleted then
             try
-                running.GetAwaiter().GetResult() |> ignore
+                decided.GetAwaiter().GetResult() |> ignore
             with _ ->
                 ()
+
+    member private s.ChainDone() =
+        if s.Resumes Waiting then s.Decided running else Session.Discard running
 
     /// Writes every request the chain declared at once; the replies come back in order.
     member private s.StartPrefetch() =
@@ -508,7 +530,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
             if sent.IsCompleted then
                 s.BatchSent(sent.GetAwaiter().GetResult())
             else
-                s.GoAsync()
+                s.Waits()
                 sending <- sent
                 sent.GetAwaiter().UnsafeOnCompleted onBatchSent
 
@@ -547,8 +569,8 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
                         s.Waits()
 
                         room.GetAwaiter().UnsafeOnCompleted(fun () ->
-                            if Interlocked.CompareExchange(&waiting, 0, 1) = 1 then
-                                s.ReplyClaimed(room.GetAwaiter().GetResult()))
+                            let granted = room.GetAwaiter().GetResult()
+                            if s.Resumes Waiting then s.ReplyClaimed granted)
                 | NeedMore ->
                     let r = io.ReceiveAsync(input.Free())
 
@@ -577,7 +599,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
     member private s.ReplyReceived() =
         let n = receiving.GetAwaiter().GetResult()
 
-        if Interlocked.CompareExchange(&waiting, 0, 1) = 1 then
+        if s.Resumes Waiting then
             if n = 0 then
                 breakLink "APISIX closed the connection during an ExtraInfo exchange"
                 s.Lost()
@@ -587,13 +609,16 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
 
     /// Answers a call whose request and response are set up; false when the connection must end.
     member private s.Serve(phase: ChainPhase, callToken: uint32) : ValueTask<bool> =
+        let now = Stopwatch.GetTimestamp()
         chain <- phase
         token <- callToken
-        started <- if Telemetry.duration.Enabled then Stopwatch.GetTimestamp() else 0L
+        started <- if Telemetry.duration.Enabled then now else 0L
         activity <- Telemetry.startCall call.Request
         callPhase <- call.Request.Phase
         async' <- false
+        answered.Reset()
         Volatile.Write(&serving, true)
+        Volatile.Write(&deadline, now + timeoutTicks)
 
         if phase.Prefetch.Length = 0 then s.RunChain() else s.StartPrefetch()
 
@@ -662,12 +687,14 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
     member _.Describe() =
         if Volatile.Read &serving then $"call {call.Request.Id} in plugin {call.Plugin}" else ""
 
-    /// Ends the waiting call when it is past its deadline (Stopwatch ticks): the plugins see their
-    /// cancellation token cancelled, APISIX gets SERVICE_UNAVAILABLE, and the connection closes.
+    /// Ends the call when it is past its deadline (Stopwatch ticks) while it waits or its chain runs:
+    /// the plugins see their cancellation token cancelled, APISIX gets SERVICE_UNAVAILABLE, and the
+    /// connection closes. A plugin that holds its thread keeps it; the runner goes on without it.
     member _.CheckDeadline(now: int64) =
         let d = Volatile.Read &deadline
+        let at = Volatile.Read &stage
 
-        if d <> 0L && now > d && Interlocked.CompareExchange(&waiting, 2, 1) = 1 then
+        if d <> 0L && now > d && (at = Waiting || at = Running) && Interlocked.CompareExchange(&stage, Expired, at) = at then
             Volatile.Write(&deadline, 0L)
 
             try

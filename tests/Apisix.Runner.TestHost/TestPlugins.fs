@@ -151,6 +151,26 @@ let slow =
             }
             |> ValueTask<Decision>)
 
+/// `block` {"ms"}: blocks its thread that long (a synchronous wait, as a plugin calling blocking
+/// IO would), then goes on.
+let block =
+    Plugin.create "block" json (fun c ->
+        let ms = int' c "ms" 100
+
+        fun _ _ ->
+            Threading.Thread.Sleep ms
+            proceed)
+
+/// `spin`: computes forever on its thread, never looking at its cancellation token.
+let spin =
+    Plugin.ofFilter "spin" (fun _ _ ->
+        let mutable n = 0L
+
+        while n >= 0L do
+            n <- (n + 1L) % Int64.MaxValue
+
+        proceed)
+
 /// `picky` {"ok": true}: rejects every configuration without "ok": true.
 let picky =
     Plugin.create
@@ -163,4 +183,4 @@ let picky =
                 | None -> Error "\"ok\" must be true"))
         (fun () -> pass)
 
-let all = [ stop; rewrite; mirror; vars; prefetch; body; resp; throw'; hang; slow; picky ]
+let all = [ stop; rewrite; mirror; vars; prefetch; body; resp; throw'; hang; slow; block; spin; picky ]
