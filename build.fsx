@@ -140,27 +140,6 @@ let vstestCounts (code: int, lines: string list) =
 
     counted summaries code
 
-/// Every test: the C# tests (xunit, through VSTest), then the F# tests (Expecto) on each transport,
-/// one after the other, added up into the closing line, with the CI-sized soak (60 s) counted as one more check.
-/// The Native AOT runner is made first: the end-to-end tests run against it as well.
-let test () =
-    build ()
-    publishAot (Path.Combine(artifacts, "publish", "aot"))
-    let csPassed, csFailed = vstestCounts (exec "dotnet" [ "test"; csharpTests; "-c"; "Release"; "--no-build"; "-nologo" ] [])
-    // The F# tests run once on each transport: the Linux event loops (the default) and .NET's
-    // socket engine (the fallback), in process and in every runner process they start.
-    let fsPassed, fsFailed =
-        [ "epoll"; "socket" ]
-        |> List.map (fun transport -> expectoCounts (runFSharpTests [] [ "RUNNER_TEST_TRANSPORT", transport ]))
-        |> List.fold (fun (p, f) (p', f') -> p + p', f + f') (0, 0)
-
-    // Sixty seconds show gross leaks only, so the RSS threshold is loose; the long soak is the real check.
-    let soaked = runSoak 60 [ "--sample"; "5"; "--heap-slope"; "1024"; "--rss-slope"; "32768" ]
-    let passed = csPassed + fsPassed + (if soaked then 1 else 0)
-    let failed = csFailed + fsFailed + (if soaked then 0 else 1)
-    printfn "%d passed, %d failed" passed failed
-    if failed > 0 || passed = 0 then exit 1
-
 let envOr (name: string) (fallback: int) =
     match Environment.GetEnvironmentVariable name with
     | null
@@ -356,9 +335,10 @@ let run () =
 /// hive, both templates instantiated, built and tested against the packs (artifacts/packages
 /// first, through a private NuGet package folder, so that no older copy of the same version is
 /// used), the C# runner published with Native AOT and the F# one run with `dotnet`, each serving
-/// one call from the packed apisix-runner-try tool, then stopped with SIGTERM. Fails loudly at
-/// the first step that goes wrong and leaves its folder for a look; prints each step's time.
-let templates () =
+/// one call from the packed apisix-runner-try tool, then stopped with SIGTERM. Stops at the
+/// first step that goes wrong, says which, leaves its folder for a look, and returns false;
+/// prints each step's time.
+let templateRoundTrip () : bool =
     pack []
     let packages = Path.Combine(artifacts, "packages")
 
@@ -378,18 +358,20 @@ let templates () =
 
     let timings = Collections.Generic.List<string * TimeSpan>()
 
+    let mutable ok = true
+
     let step (name: string) (action: unit -> unit) =
-        printfn "templates: %s" name
-        let clock = Stopwatch.StartNew()
+        if ok then
+            printfn "templates: %s" name
+            let clock = Stopwatch.StartNew()
 
-        try
-            action ()
-        with e ->
-            eprintfn "templates: FAILED at '%s': %s" name e.Message
-            eprintfn "templates: the round trip's folder is left in %s" work
-            exit 1
-
-        timings.Add((name, clock.Elapsed))
+            try
+                action ()
+                timings.Add((name, clock.Elapsed))
+            with e ->
+                eprintfn "templates: FAILED at '%s': %s" name e.Message
+                eprintfn "templates: the round trip's folder is left in %s" work
+                ok <- false
 
     let run (args: string list) =
         match exec "dotnet" args env with
@@ -524,13 +506,47 @@ let templates () =
         let dll = Path.Combine(fsharp, "HelloFs", "bin", "Release", "net10.0", "HelloFs.dll")
         serve "HelloFs" "dotnet" [ dll ] [ "answer: Stop"; "hi, ci"; "x-runner: fsharp" ])
 
-    Directory.Delete(work, true)
-    printfn "templates: the round trip passed"
+    if ok then
+        Directory.Delete(work, true)
+        printfn "templates: the round trip passed"
 
     for name, elapsed in timings do
         printfn "  %6.1f s  %s" elapsed.TotalSeconds name
 
     printfn "  %6.1f s  in all (after pack)" (timings |> Seq.sumBy (fun (_, t) -> t.TotalSeconds))
+    ok
+
+let templates () = if not (templateRoundTrip ()) then exit 1
+
+/// Every test: the C# tests (xunit, through VSTest), then the F# tests (Expecto) on each transport,
+/// one after the other, added up into the closing line, with the CI-sized soak (60 s) and the
+/// templates' round trip counted as one more check each.
+/// The Native AOT runner is made first: the end-to-end tests run against it as well.
+let test () =
+    build ()
+    publishAot (Path.Combine(artifacts, "publish", "aot"))
+    let csPassed, csFailed = vstestCounts (exec "dotnet" [ "test"; csharpTests; "-c"; "Release"; "--no-build"; "-nologo" ] [])
+    // The F# tests run once on each transport: the Linux event loops (the default) and .NET's
+    // socket engine (the fallback), in process and in every runner process they start.
+    let fsPassed, fsFailed =
+        [ "epoll"; "socket" ]
+        |> List.map (fun transport -> expectoCounts (runFSharpTests [] [ "RUNNER_TEST_TRANSPORT", transport ]))
+        |> List.fold (fun (p, f) (p', f') -> p + p', f + f') (0, 0)
+
+    // Sixty seconds show gross leaks only, so the RSS threshold is loose; the long soak is the real check.
+    let soaked = runSoak 60 [ "--sample"; "5"; "--heap-slope"; "1024"; "--rss-slope"; "32768" ]
+    let templated =
+        try
+            templateRoundTrip ()
+        with e ->
+            eprintfn "templates: FAILED before the round trip: %s" e.Message
+            false
+
+    let checks = [ soaked; templated ]
+    let passed = csPassed + fsPassed + (checks |> List.filter id |> List.length)
+    let failed = csFailed + fsFailed + (checks |> List.filter not |> List.length)
+    printfn "%d passed, %d failed" passed failed
+    if failed > 0 || passed = 0 then exit 1
 
 match fsi.CommandLineArgs |> Array.skip 1 |> List.ofArray with
 | [ "build" ] -> build ()
