@@ -25,35 +25,115 @@ type internal Link =
     /// APISIX closed the connection or broke the protocol mid-call: no answer can go out.
     | Broken of reason: string
 
-/// What the frames read so far give an ExtraInfo exchange: a reply, a reason the link broke, or
-/// nothing yet (receive more).
+/// What reading the next ExtraInfo reply gave: the reply, why the link broke, or nothing yet (a
+/// receive or a claim on the budget is pending: `ReplyReader.OnReady` says when to read again).
 [<Struct; NoEquality; NoComparison>]
-type internal ReplyTake =
-    | Reply of value: byte[] voption
-    | Failed of reason: string
-    | NeedMore
+type internal ReplyRead =
+    | Got of value: byte[] voption
+    | Broke of reason: string
+    | Later
 
-/// The frames a session receives, and how an ExtraInfo reply is taken from them.
-module internal Replies =
-    /// The next frame, which must be an ExtraInfo reply. A large one's value is copied out: its
-    /// claim on the budget stays with the call, for that copy.
-    let take (input: FrameReader) (budget: MemoryBudget) : ReplyTake =
-        match input.TryTake() with
-        | Frame(FrameType.ExtraInfo, body, _) ->
-            let reply =
-                match Decode.extraInfoResult body.FirstSpan with
-                | Ok value -> Reply value
-                | Error e -> Failed $"undecodable ExtraInfo reply: {e.Describe()}"
+/// Reads a session's ExtraInfo replies, for its prefetch and for the plugins' own asks alike: the
+/// next frame must be a reply; the connection is received from as needed, and a reply over 64 KiB
+/// is read on only once the memory budget grants its whole size (its claim then stays with the
+/// call, for the copy of its value).
+[<Sealed>]
+type internal ReplyReader(io: IConnectionIo, input: FrameReader, budget: MemoryBudget, claim: unit -> ValueTask<bool>) =
+    [<Literal>]
+    let Idle = 0
 
-            budget.Dropped(int64 input.TakenLarge)
-            reply
-        | Frame(other, _, _) -> Failed $"expected an ExtraInfo reply, got frame type {byte other}"
-        | TooLarge n -> Failed $"ExtraInfo reply of {n} bytes exceeds the frame limit"
-        | Incomplete -> NeedMore
+    [<Literal>]
+    let OnReceive = 1
 
-    let count (tag: byte) =
+    [<Literal>]
+    let OnClaim = 2
+
+    let mutable pending = Idle
+    let mutable receiving = ValueTask<int>()
+    let mutable claiming = ValueTask<bool>()
+
+    static let closed = "APISIX closed the connection during an ExtraInfo exchange"
+    static let refused = "the call ended while its ExtraInfo reply waited for the memory budget"
+
+    /// Counts an ExtraInfo request going out, by type.
+    static member Asked(tag: byte) =
         if Telemetry.extraInfo.Enabled then
             Telemetry.extraInfo.Add(1L, KeyValuePair("type", box (Telemetry.infoName (ExtraInfo.ofWire tag null))))
+
+    /// The next reply, or Later.
+    member _.Next() : ReplyRead =
+        let mutable result = Later
+        let mutable reading = true
+
+        match pending with
+        | OnReceive ->
+            pending <- Idle
+            let n = receiving.GetAwaiter().GetResult()
+
+            if n = 0 then
+                result <- Broke closed
+                reading <- false
+            else
+                input.Received n
+        | OnClaim ->
+            pending <- Idle
+
+            if not (claiming.GetAwaiter().GetResult()) then
+                result <- Broke refused
+                reading <- false
+        | _ -> ()
+
+        while reading do
+            match input.TryTake() with
+            | Frame(FrameType.ExtraInfo, body, _) ->
+                reading <- false
+
+                result <-
+                    match Decode.extraInfoResult body.FirstSpan with
+                    | Ok value -> Got value
+                    | Error e -> Broke $"undecodable ExtraInfo reply: {e.Describe()}"
+
+                budget.Dropped(int64 input.TakenLarge)
+            | Frame(other, _, _) ->
+                reading <- false
+                result <- Broke $"expected an ExtraInfo reply, got frame type {byte other}"
+            | TooLarge n ->
+                reading <- false
+                result <- Broke $"ExtraInfo reply of {n} bytes exceeds the frame limit"
+            | Incomplete when input.Wanted > 0 ->
+                let room = claim ()
+
+                if not room.IsCompleted then
+                    reading <- false
+                    claiming <- room
+                    pending <- OnClaim
+                elif not (room.GetAwaiter().GetResult()) then
+                    reading <- false
+                    result <- Broke refused
+            | Incomplete ->
+                let r = io.ReceiveAsync(input.Free())
+
+                if not r.IsCompleted then
+                    reading <- false
+                    receiving <- r
+                    pending <- OnReceive
+                else
+                    let n = r.GetAwaiter().GetResult()
+
+                    if n = 0 then
+                        reading <- false
+                        result <- Broke closed
+                    else
+                        input.Received n
+
+        result
+
+    /// After Later: runs `resume` once the reader can go on; `resume` calls Next again.
+    member _.OnReady(resume: Action) =
+        if pending = OnReceive then
+            receiving.GetAwaiter().UnsafeOnCompleted resume
+        else
+            claiming.GetAwaiter().UnsafeOnCompleted resume
 
 /// The ExtraInfo exchanges a plugin starts while its chain runs (`Var`, `Body` not prefetched):
 /// the request written, the reply read, the plugin's await completed, through one reusable source,
@@ -61,32 +141,22 @@ module internal Replies =
 /// the later ones through tasks. A closed or broken link answers none, and the session, knowing
 /// the link broke, sends nothing more.
 [<Sealed>]
-type internal Exchanges
-    (
-        io: IConnectionIo,
-        input: FrameReader,
-        asks: FrameBuilder,
-        budget: MemoryBudget,
-        claimReply: unit -> ValueTask<bool>,
-        isOpen: unit -> bool,
-        breakLink: string -> unit
-    ) as this =
+type internal Exchanges(io: IConnectionIo, replies: ReplyReader, asks: FrameBuilder, isOpen: unit -> bool, breakLink: string -> unit) as this =
     let mutable core = ManualResetValueTaskSourceCore<byte[] voption>()
     let waiting = Queue<struct (byte * string * TaskCompletionSource<byte[] voption>)>()
     let mutable busy = false
     // Where the exchange in progress answers: null for the reusable source.
     let mutable target: TaskCompletionSource<byte[] voption> = null
     let mutable sending = ValueTask<bool>()
-    let mutable receiving = ValueTask<int>()
     let mutable onSent: Action = null
-    let mutable onReceived: Action = null
+    let mutable onReady: Action = null
 
     do
         onSent <- Action(fun () -> this.Sent(sending.GetAwaiter().GetResult()))
-        onReceived <- Action(fun () -> this.Received(receiving.GetAwaiter().GetResult()))
+        onReady <- Action(fun () -> this.Read())
 
     member private x.Start(tag: byte, name: string) =
-        Replies.count tag
+        ReplyReader.Asked tag
 
         match Write.extraInfoReq (asks, tag, name) with
         | Error e -> x.Complete(ValueNone, e.Describe())
@@ -105,54 +175,11 @@ type internal Exchanges
         else
             x.Complete(ValueNone, "APISIX closed the connection before an ExtraInfo request")
 
-    member private x.Received(n: int) =
-        if n = 0 then
-            x.Complete(ValueNone, "APISIX closed the connection during an ExtraInfo exchange")
-        else
-            input.Received n
-            x.Read()
-
     member private x.Read() =
-        let mutable reading = true
-
-        while reading do
-            match Replies.take input budget with
-            | Reply value ->
-                reading <- false
-                x.Complete(value, null)
-            | Failed reason ->
-                reading <- false
-                x.Complete(ValueNone, reason)
-            | NeedMore when input.Wanted > 0 ->
-                // A large reply is read on once the budget grants its whole size.
-                reading <- false
-                let room = claimReply ()
-
-                if room.IsCompleted then
-                    x.Claimed(room.GetAwaiter().GetResult())
-                else
-                    room.GetAwaiter().UnsafeOnCompleted(fun () -> x.Claimed(room.GetAwaiter().GetResult()))
-            | NeedMore ->
-                let r = io.ReceiveAsync(input.Free())
-
-                if r.IsCompleted then
-                    let n = r.GetAwaiter().GetResult()
-
-                    if n = 0 then
-                        reading <- false
-                        x.Complete(ValueNone, "APISIX closed the connection during an ExtraInfo exchange")
-                    else
-                        input.Received n
-                else
-                    reading <- false
-                    receiving <- r
-                    r.GetAwaiter().UnsafeOnCompleted onReceived
-
-    member private x.Claimed(granted: bool) =
-        if granted then
-            x.Read()
-        else
-            x.Complete(ValueNone, "the call ended while its ExtraInfo reply waited for the memory budget")
+        match replies.Next() with
+        | Got value -> x.Complete(value, null)
+        | Broke reason -> x.Complete(ValueNone, reason)
+        | Later -> replies.OnReady onReady
 
     /// Ends the exchange in progress (`broken`: why the link broke, or null) and starts the next waiting one.
     member private x.Complete(value: byte[] voption, broken: string) =
@@ -260,11 +287,10 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
     let mutable stage = Busy
     let mutable running = ValueTask<Decision>()
     let mutable sending = ValueTask<bool>()
-    let mutable receiving = ValueTask<int>()
     let mutable prefetched = 0
     let mutable onChainDone: Action = null
     let mutable onBatchSent: Action = null
-    let mutable onReplyReceived: Action = null
+    let mutable onRepliesReady: Action = null
     let mutable onAnswerSent: Action = null
 
     /// Records bytes granted or charged for this connection; false (and the bytes given back) once
@@ -306,16 +332,10 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
                 }
             )
 
+    let replies = ReplyReader(io, input, budget, fun () -> claim Claim.Reply)
+
     let exchanges =
-        Exchanges(
-            io,
-            input,
-            asks,
-            budget,
-            (fun () -> claim Claim.Reply),
-            (fun () -> link = Open),
-            fun reason -> if link = Open then link <- Broken reason
-        )
+        Exchanges(io, replies, asks, (fun () -> link = Open), fun reason -> if link = Open then link <- Broken reason)
 
     do
         onChainDone <- Action(fun () -> this.ChainDone())
@@ -323,7 +343,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
             Action(fun () ->
                 let ok = sending.GetAwaiter().GetResult()
                 if this.Resumes Waiting then this.BatchSent ok)
-        onReplyReceived <- Action(fun () -> this.ReplyReceived())
+        onRepliesReady <- Action(fun () -> if this.Resumes Waiting then this.ReadReplies())
         onAnswerSent <- Action(fun () -> answered.SetResult(sending.GetAwaiter().GetResult()))
 
     let keepBody (body: ReadOnlySequence<byte>) =
@@ -512,7 +532,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
             chain.Prefetch
             |> Array.forall (fun info ->
                 let struct (tag, name) = ExtraInfo.toWire info
-                Replies.count tag
+                ReplyReader.Asked tag
 
                 match Write.extraInfoReq (asks, tag, name) with
                 | Ok frame ->
@@ -550,62 +570,18 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
                 reading <- false
                 s.RunChain()
             else
-                match Replies.take input budget with
-                | Reply value ->
+                match replies.Next() with
+                | Got value ->
                     call.Prefetched(chain.Prefetch[prefetched], value)
                     prefetched <- prefetched + 1
-                | Failed reason ->
+                | Broke reason ->
                     reading <- false
                     breakLink reason
                     s.Lost()
-                | NeedMore when input.Wanted > 0 ->
-                    // A large reply is read on once the budget grants its whole size.
+                | Later ->
                     reading <- false
-                    let room = claim Claim.Reply
-
-                    if room.IsCompleted then
-                        s.ReplyClaimed(room.GetAwaiter().GetResult())
-                    else
-                        s.Waits()
-
-                        room.GetAwaiter().UnsafeOnCompleted(fun () ->
-                            let granted = room.GetAwaiter().GetResult()
-                            if s.Resumes Waiting then s.ReplyClaimed granted)
-                | NeedMore ->
-                    let r = io.ReceiveAsync(input.Free())
-
-                    if r.IsCompleted then
-                        let n = r.GetAwaiter().GetResult()
-
-                        if n = 0 then
-                            reading <- false
-                            breakLink "APISIX closed the connection during an ExtraInfo exchange"
-                            s.Lost()
-                        else
-                            input.Received n
-                    else
-                        reading <- false
-                        receiving <- r
-                        s.Waits()
-                        r.GetAwaiter().UnsafeOnCompleted onReplyReceived
-
-    member private s.ReplyClaimed(granted: bool) =
-        if granted then
-            s.ReadReplies()
-        else
-            breakLink "the call ended while its ExtraInfo reply waited for the memory budget"
-            s.Lost()
-
-    member private s.ReplyReceived() =
-        let n = receiving.GetAwaiter().GetResult()
-
-        if s.Resumes Waiting then
-            if n = 0 then
-                breakLink "APISIX closed the connection during an ExtraInfo exchange"
-                s.Lost()
-            else
-                input.Received n
-                s.ReadReplies()
+                    s.Waits()
+                    replies.OnReady onRepliesReady
 
     /// Answers a call whose request and response are set up; false when the connection must end.
     member private s.Serve(phase: ChainPhase, callToken: uint32) : ValueTask<bool> =
