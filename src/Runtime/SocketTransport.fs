@@ -132,7 +132,8 @@ type internal SocketTransport(logger: ILogger) =
                     let! socket = listener.AcceptAsync stopAccepting.Token
                     let connection = SocketConnection(socket, draining.Token, forget)
                     connections[connection] <- ()
-                    serve connection
+                    // On the pool, not here: a plugin that blocks on the first call must not hold up accepting.
+                    ThreadPool.UnsafeQueueUserWorkItem((fun c -> serve c), connection :> IConnectionIo, false) |> ignore
                 with
                 | :? OperationCanceledException
                 | :? ObjectDisposedException -> go <- false

@@ -65,6 +65,30 @@ let tests =
                 Expect.isLessThan (Array.last latencies) 1000.0 "no call waited for the blocking plugin"
             }
 
+        testTaskWithin limit "a plugin that blocks on a new connection's first call holds up no connection opened after it" <| fun () ->
+            task {
+                use sandbox = new Sandbox()
+                use runner = Runner.Ready sandbox.Socket
+                use setup = new Client(sandbox.Socket)
+                let! blocking = setup.PrepareAsync([ "block", """{"ms": 1500}""" ], "block")
+                let! quick = setup.PrepareAsync([ "stop", """{"status": 200}""" ], "stop")
+
+                // The call is written as soon as the connection is, so it is there when the runner
+                // accepts; the next connection must not wait for the plugin.
+                for attempt in 1u .. 3u do
+                    use first = new Client(sandbox.Socket)
+                    let held = first.RequestAsync(httpRequest blocking attempt, unset)
+                    do! Task.Delay 200
+                    use next = new Client(sandbox.Socket)
+                    let started = Stopwatch.GetTimestamp()
+                    let! answer = next.RequestAsync(httpRequest quick attempt, unset)
+                    let waited = Stopwatch.GetElapsedTime(started).TotalMilliseconds
+                    Expect.isTrue (answer.IsHttpReqCallResp) $"answered {answer}"
+                    Expect.isLessThan waited 1000.0 $"attempt {attempt}: the new connection's call did not wait for the blocked one"
+                    let! first' = held
+                    Expect.isTrue first'.IsHttpReqCallResp $"the blocked call was answered too: {first'}"
+            }
+
         testTaskWithin limit "a plugin that computes forever gets its call answered SERVICE_UNAVAILABLE at the deadline, and the runner goes on" <| fun () ->
             task {
                 use sandbox = new Sandbox()
