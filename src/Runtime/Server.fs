@@ -52,7 +52,7 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
     let mutable transport: ITransport = Unchecked.defaultof<_>
     let mutable listener: Socket = null
     let mutable sweeper: ITimer = null
-    let mutable ticker: Timer = null
+    let mutable ticker: IDisposable = null
     let mutable socketPath = ""
     let mutable observed: IDisposable = null
 
@@ -141,9 +141,20 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
 
     let serve (ctx: RunnerContext) (io: IConnectionIo) =
         let session = Session(io, ctx)
-        let running = session.RunAsync()
-        sessions[io] <- struct (session, running)
-        running.ContinueWith((fun (_: Task) -> sessions.TryRemove io |> ignore), TaskScheduler.Default) |> ignore
+        // Known before it runs: a first call that never gives its thread back is still under the
+        // deadline's tick (and named in the stall log).
+        let ended = TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
+        sessions[io] <- struct (session, ended.Task)
+
+        session
+            .RunAsync()
+            .ContinueWith(
+                (fun (_: Task) ->
+                    sessions.TryRemove io |> ignore
+                    ended.SetResult()),
+                TaskScheduler.Default
+            )
+        |> ignore
 
     let tick () =
         let now = Stopwatch.GetTimestamp()
@@ -230,7 +241,7 @@ type RunnerServer(options: RunnerOptions, plugins: Plugin seq, loggers: ILoggerF
                 let every = min (TimeSpan.FromSeconds 10.0) (options.ConfLifetime / 4.0)
                 sweeper <- time.CreateTimer((fun _ -> cache.Sweep() |> ignore), null, every, every)
                 let period = min (TimeSpan.FromMilliseconds 100.0) (options.CallTimeout / 10.0)
-                ticker <- new Timer((fun _ -> tick ()), null, period, period)
+                ticker <- new Ticker(period, tick)
                 observed <-
                     Telemetry.observe sessions (Func<int>(fun () -> sessions.Count)) (Func<int>(fun () -> cache.Count)) (Func<int64>(fun () -> budget.InUse))
                 transport <- startTransport ()

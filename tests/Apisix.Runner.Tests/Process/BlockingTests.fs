@@ -89,6 +89,33 @@ let tests =
                     Expect.isTrue first'.IsHttpReqCallResp $"the blocked call was answered too: {first'}"
             }
 
+        testTaskWithin limit "calls that block from their connection's first frame are answered at the deadline all the same" <| fun () ->
+            task {
+                use sandbox = new Sandbox()
+                use runner = Runner.Ready(sandbox.Socket, [ "Runner__CallTimeout", "00:00:01" ])
+                use setup = new Client(sandbox.Socket)
+                let! blocking = setup.PrepareAsync([ "block", """{"ms": 6000}""" ], "block")
+                // The runner is stopped while the connections open and their calls are written, so
+                // each session finds its call before it ever waits; the deadline must hold for it as
+                // for any other. Two, not more: on the socket transport each blocked call holds a pool
+                // thread, and a third would wait for the pool to grow (docs/writing-plugins.md).
+                runner.Freeze()
+                let clients = [| for _ in 1..2 -> new Client(sandbox.Socket) |]
+                let calls = clients |> Array.mapi (fun i c -> c.RequestAsync(httpRequest blocking (uint32 i + 1u), unset))
+                let started = Stopwatch.GetTimestamp()
+                runner.Signal Signal.SIGCONT
+                let! answers = Task.WhenAll calls
+                let waited = Stopwatch.GetElapsedTime started
+
+                for answer in answers do
+                    Expect.equal answer (ErrResp Err.Code.SERVICE_UNAVAILABLE) "each call's answer is the deadline's"
+
+                Expect.isLessThan waited (TimeSpan.FromSeconds 4.0) "answered at the deadline, not when the plugins returned"
+
+                for c in clients do
+                    (c :> IDisposable).Dispose()
+            }
+
         testTaskWithin limit "a plugin that computes forever gets its call answered SERVICE_UNAVAILABLE at the deadline, and the runner goes on" <| fun () ->
             task {
                 use sandbox = new Sandbox()

@@ -52,6 +52,8 @@ let aotSampleRunner =
 type Signal =
     | SIGINT = 2
     | SIGTERM = 15
+    | SIGCONT = 18
+    | SIGSTOP = 19
 
 module private Native =
     [<DllImport("libc", SetLastError = true)>]
@@ -327,6 +329,17 @@ type Runner(socket: string, env: (string * string) list, ?program: string) =
     member _.Signal(signal: Signal) =
         if Native.kill (p.Id, int signal) <> 0 then
             failwith $"kill({p.Id}, {signal}) failed with errno {Marshal.GetLastPInvokeError()}"
+
+    /// Stops the process (SIGSTOP) and returns once the kernel says it is stopped.
+    member r.Freeze() =
+        r.Signal Signal.SIGSTOP
+        let stat = $"/proc/{p.Id}/stat"
+        let stopped () = let s = File.ReadAllText stat in s[s.LastIndexOf ')' + 2] = 'T'
+        let until = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 5L
+
+        while not (stopped ()) do
+            if Stopwatch.GetTimestamp() > until then failwith $"process {p.Id} did not stop"
+            Thread.Sleep 1
 
     /// The exit code, once the process has exited within `timeout` and its output is all read;
     /// fails with the output otherwise.
