@@ -1,5 +1,5 @@
 /// Apisix.Runner.Transport.Host <bench|test> [--transport epoll|socket] [--loops N] [--stall-ms N]
-///                                          [--fd-headroom N]
+///                                          [--fd-headroom N] [--precomputed]
 /// Serves APISIX_LISTEN_ADDRESS with the bench session (loadgen) or the test session, prints
 /// "ready" once it accepts, answers commands on stdin (`count`, `handoffs`, `drain`, `open` (the
 /// gate of Gate frames), `limit N` (N more descriptors than open now), `nolimit`),
@@ -76,7 +76,7 @@ let main argv =
     let transport: ITransport =
         match epoll with
         | Some t -> t :> ITransport
-        | None -> new SocketTransport() :> ITransport
+        | None -> new SocketTransport(logger) :> ITransport
 
     let mutable live = 0
     let gate = TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
@@ -84,7 +84,7 @@ let main argv =
     let session: IConnectionIo -> Task =
         match mode with
         | "test" -> Sessions.test (fun () -> gate.Task)
-        | _ -> Sessions.bench
+        | _ -> Sessions.benchWith (Array.contains "--precomputed" argv)
 
     let serve (io: IConnectionIo) =
         Interlocked.Increment(&live) |> ignore

@@ -53,27 +53,58 @@ let private hello = "hello"B
 
 /// The bench answer to one frame: PrepareConf gets token 1, HTTPReqCall is read as a view (fully
 /// validated, as the runner reads it) and answered with an encoded Stop, anything else BAD_REQUEST.
-let private benchAnswer (builder: FlatBufferBuilder) (kind: FrameType) (body: ReadOnlySequence<byte>) =
+let private benchAnswer (builder: FrameBuilder) (kind: FrameType) (body: ReadOnlySequence<byte>) =
     match kind with
-    | FrameType.PrepareConf -> Encode.prepareConfResp builder { ConfToken = 1u }
+    | FrameType.PrepareConf -> Write.prepareConfResp (builder, 1u)
     | FrameType.HttpReqCall ->
         match HttpReqCallView.Read body.First with
-        | Ok view -> Encode.httpReqCallStop (builder, view.Id, 200us, ReadOnlySpan stopHeaders, ReadOnlySpan hello)
-        | Error _ -> Encode.errResp builder Err.Code.BAD_REQUEST
-    | _ -> Encode.errResp builder Err.Code.BAD_REQUEST
+        | Ok view -> Write.httpReqCallStop (builder, view.Id, 200us, ReadOnlySpan stopHeaders, ReadOnlySpan hello)
+        | Error _ -> Write.errResp (builder, Err.Code.BAD_REQUEST)
+    | _ -> Write.errResp (builder, Err.Code.BAD_REQUEST)
 
-/// The bench session: what loadgen needs, with the runner's decode and encode.
-let bench (io: IConnectionIo) : Task =
+/// A Stop answer encoded once, and where its id goes: the transport's own cost without the codec's.
+let private precomputed =
+    use b = new FrameBuilder(256)
+
+    match Write.httpReqCallStop (b, 0xA5A5A5A5u, 200us, ReadOnlySpan stopHeaders, ReadOnlySpan hello) with
+    | Ok frame ->
+        let bytes = frame.ToArray()
+        let at = Span<byte>(bytes).IndexOf(ReadOnlySpan [| 0xA5uy; 0xA5uy; 0xA5uy; 0xA5uy |])
+        struct (bytes, at)
+    | Error e -> failwith (string e)
+
+/// The id of an HTTPReqCall.Req read as the floor reads it (root, vtable, slot 0), without validation.
+let private requestId (body: ReadOnlySpan<byte>) =
+    let table = int (BinaryPrimitives.ReadUInt32LittleEndian body)
+    let vtable = table - BinaryPrimitives.ReadInt32LittleEndian(body.Slice table)
+    let field = int (BinaryPrimitives.ReadUInt16LittleEndian(body.Slice(vtable + 4)))
+    if field = 0 then 0u else BinaryPrimitives.ReadUInt32LittleEndian(body.Slice(table + field))
+
+/// The bench answer with the Stop encoded once and only its id patched (`--precomputed`).
+let private precomputedAnswer (builder: FrameBuilder) (kind: FrameType) (body: ReadOnlySequence<byte>) =
+    match kind with
+    | FrameType.HttpReqCall when body.IsSingleSegment && body.Length >= 8L ->
+        let struct (frame, at) = precomputed
+        BinaryPrimitives.WriteUInt32LittleEndian(Span(frame, at, 4), requestId body.FirstSpan)
+        Ok(ReadOnlyMemory frame)
+    | _ -> benchAnswer builder kind body
+
+/// The bench session: what loadgen needs, with the runner's decode and encode (or, `precomputed`,
+/// the floor's way: the id read and patched into a Stop encoded once).
+let benchWith (precompute: bool) (io: IConnectionIo) : Task =
     task {
         let input = FrameReader(Frame.MaxBodyLength)
-        let builder = new FlatBufferBuilder(1024)
+        let builder = new FrameBuilder(1024)
         let mutable go = true
 
         try
             while go do
                 match input.TryTake() with
                 | Frame(kind, body, _) ->
-                    match benchAnswer builder kind body with
+                    let answer =
+                        if precompute then precomputedAnswer builder kind body else benchAnswer builder kind body
+
+                    match answer with
                     | Ok answer ->
                         let! sent = io.SendAsync answer
                         go <- sent
@@ -88,6 +119,9 @@ let bench (io: IConnectionIo) : Task =
             input.Dispose()
             builder.Dispose()
     }
+
+/// The bench session with the runner's decode and encode.
+let bench (io: IConnectionIo) : Task = benchWith false io
 
 /// Writes the test session's answer to one frame into `out`, or a larger array; the array and the length.
 let private testAnswer (out: byte[]) (kind: byte) (body: ReadOnlySequence<byte>) : struct (byte[] * int) =

@@ -11,6 +11,11 @@ loadgen_src=${LOADGEN:-$root/../../shared/loadgen}
 [ -d "$loadgen_src" ] || loadgen_src=/work/shared/loadgen
 mkdir -p "$out"
 rm -rf "$out/loadgen" && cp -r "$loadgen_src" "$out/loadgen" && make -s -C "$out/loadgen"
+# compare.sh names its sockets /tmp/lg-NAME.sock: another run on the same machine (another session's
+# floor) would take over or delete ours. This copy gives them a prefix of its own.
+tag="tb$$-"
+sed -i "s|/tmp/lg-\$1.sock|/tmp/lg-${tag}\$1.sock|; s|--sock /tmp/lg-floor.sock|--sock /tmp/lg-${tag}floor.sock|" "$out/loadgen/compare.sh"
+grep -q "lg-${tag}floor" "$out/loadgen/compare.sh" || { echo "could not patch compare.sh's socket paths" >&2; exit 1; }
 
 dotnet build "$here" -c Release -nologo -v q
 jit="dotnet $root/tests/Apisix.Runner.Transport.Host/bin/Release/net10.0/Apisix.Runner.Transport.Host.dll"

@@ -4,7 +4,6 @@ namespace Apisix.Runner.Linux
 
 open System
 open System.Collections.Concurrent
-open System.Runtime.CompilerServices
 open System.Runtime.InteropServices
 open System.Threading
 open Microsoft.FSharp.NativeInterop
@@ -318,10 +317,68 @@ type internal EventLoop(index: int, registry: Registry, bell: WatchdogBell, onEr
             if e <> Native.EINTR then onError (InvalidOperationException $"epoll_wait failed: errno {e}")
             0
 
-    /// Runs the loop on the calling thread from entry `resume` of the current batch, `seq` being the
-    /// dispatch counter it takes over (even). Returns when the loop stops or another thread took it over.
-    /// Compiled optimized at once: it is entered once and never returns to be recompiled by tiering.
-    [<MethodImpl(MethodImplOptions.AggressiveOptimization)>]
+    /// One turn: waits for events when the batch is done (and runs the timer when due), then
+    /// dispatches the rest of the batch. False when the watchdog took the loop from this thread.
+    /// A method of its own, called once per wake-up, so that tiered compilation optimizes it (a
+    /// loop inside the long-running Run would stay at tier 0).
+    member private l.Turn(seq: byref<int64>, i: byref<int>) : bool =
+        let mutable owned = true
+
+        if i >= batch then
+            batch <- l.Wait()
+            i <- 0
+
+            if Volatile.Read &timerDue <> 0L && Environment.TickCount64 >= timerDue then
+                let action = timer
+                timerDue <- 0L
+                timer <- ignore
+                next <- i
+                l.Enter(&seq, null)
+
+                try
+                    action ()
+                with ex ->
+                    onError ex
+
+                owned <- l.Leave &seq
+
+        while owned && i < batch do
+            let key = Native.eventData events i
+            let bits = Native.eventBits events i
+            i <- i + 1
+            next <- i
+
+            if key = 0UL then
+                l.ClearWake()
+                let mutable command = Unchecked.defaultof<struct (IEventTarget * (unit -> unit))>
+
+                while owned && commands.TryDequeue(&command) do
+                    let struct (target, run) = command
+                    l.Enter(&seq, target)
+
+                    try
+                        run ()
+                    with ex ->
+                        onError ex
+
+                    owned <- l.Leave &seq
+            else
+                let target = registry.Find key
+
+                if not (isNull target) then
+                    l.Enter(&seq, target)
+
+                    try
+                        target.OnEvents bits
+                    with ex ->
+                        onError ex
+
+                    owned <- l.Leave &seq
+
+        owned
+
+    /// Runs the loop on the calling thread from entry `resume` of the current batch, `start` being
+    /// the dispatch counter it takes over (even). Returns when the loop stops or another thread took it over.
     member l.Run(resume: int, start: int64) =
         let mutable seq = start
         let mutable i = resume
@@ -330,56 +387,7 @@ type internal EventLoop(index: int, registry: Registry, bell: WatchdogBell, onEr
 
         try
             while owned && Volatile.Read &stopped = 0 do
-                if i >= batch then
-                    batch <- l.Wait()
-                    i <- 0
-
-                    if Volatile.Read &timerDue <> 0L && Environment.TickCount64 >= timerDue then
-                        let action = timer
-                        timerDue <- 0L
-                        timer <- ignore
-                        next <- i
-                        l.Enter(&seq, null)
-
-                        try
-                            action ()
-                        with ex ->
-                            onError ex
-
-                        owned <- l.Leave &seq
-
-                while owned && i < batch do
-                    let key = Native.eventData events i
-                    let bits = Native.eventBits events i
-                    i <- i + 1
-                    next <- i
-
-                    if key = 0UL then
-                        l.ClearWake()
-                        let mutable command = Unchecked.defaultof<struct (IEventTarget * (unit -> unit))>
-
-                        while owned && commands.TryDequeue(&command) do
-                            let struct (target, run) = command
-                            l.Enter(&seq, target)
-
-                            try
-                                run ()
-                            with ex ->
-                                onError ex
-
-                            owned <- l.Leave &seq
-                    else
-                        let target = registry.Find key
-
-                        if not (isNull target) then
-                            l.Enter(&seq, target)
-
-                            try
-                                target.OnEvents bits
-                            with ex ->
-                                onError ex
-
-                            owned <- l.Leave &seq
+                owned <- l.Turn(&seq, &i)
         finally
             Interlocked.Decrement(&threads) |> ignore
 
