@@ -534,14 +534,11 @@ type internal EpollTransport(settings: EpollSettings) =
             registry.Remove (c :> IEventTarget).Key
             Native.close fd |> ignore
         else
-            // Started on its own loop, not here: a plugin that blocks on the first call would
-            // otherwise hold up accepting, which the watchdog cannot take over.
-            loop.Post(c, fun () ->
-                try
-                    serve (c :> IConnectionIo)
-                with ex ->
-                    onError ex
-                    c.Close())
+            try
+                serve (c :> IConnectionIo)
+            with ex ->
+                onError ex
+                c.Close()
 
     /// Accepts every connection waiting, or closes the listener once accepting stopped. Called on
     /// the first loop (edges, the retry timer, Drain and Abort); one thread runs it at a time, and a

@@ -205,7 +205,7 @@ type internal EventLoop(index: int, registry: Registry, bell: WatchdogBell, onEr
         fd
 
     let events = NativeMemory.Alloc(unativeint (MaxEvents * Native.EventSize)) |> NativePtr.ofVoidPtr<byte> |> NativePtr.toNativeInt
-    let commands = ConcurrentQueue<struct (IEventTarget * (unit -> unit))>()
+    let commands = ConcurrentQueue<unit -> unit>()
 
     // Owned by the thread that runs the loop.
     let mutable batch = 0
@@ -239,7 +239,7 @@ type internal EventLoop(index: int, registry: Registry, bell: WatchdogBell, onEr
     /// The kernel's id of the thread running the loop (for its scheduler statistics).
     member _.ThreadId = Volatile.Read &tid
 
-    /// What the dispatch in progress serves (null for the loop's own commands and timers).
+    /// What the dispatch in progress serves (null for commands and timers).
     member _.Holder = Volatile.Read &holder
 
     /// How many times a fresh thread took this loop over.
@@ -257,11 +257,8 @@ type internal EventLoop(index: int, registry: Registry, bell: WatchdogBell, onEr
         Native.write (wakeFd, wakeBuffer, 8n) |> ignore
 
     /// Runs `command` on the loop's thread, soon.
-    member l.Post(command: unit -> unit) = l.Post(null, command)
-
-    /// Runs `command` for `target` on the loop's thread, soon; a stall in it is reported as the target's.
-    member l.Post(target: IEventTarget, command: unit -> unit) =
-        commands.Enqueue(struct (target, command))
+    member l.Post(command: unit -> unit) =
+        commands.Enqueue command
         l.Wake()
 
     /// Runs `action` on the loop's thread after `delayMs`: one timer per loop, set by one thread at
@@ -350,14 +347,13 @@ type internal EventLoop(index: int, registry: Registry, bell: WatchdogBell, onEr
 
             if key = 0UL then
                 l.ClearWake()
-                let mutable command = Unchecked.defaultof<struct (IEventTarget * (unit -> unit))>
+                let mutable command = Unchecked.defaultof<unit -> unit>
 
                 while owned && commands.TryDequeue(&command) do
-                    let struct (target, run) = command
-                    l.Enter(&seq, target)
+                    l.Enter(&seq, null)
 
                     try
-                        run ()
+                        command ()
                     with ex ->
                         onError ex
 
