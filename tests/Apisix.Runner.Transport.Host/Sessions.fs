@@ -63,15 +63,18 @@ let private benchAnswer (builder: FrameBuilder) (kind: FrameType) (body: ReadOnl
     | _ -> Write.errResp (builder, Err.Code.BAD_REQUEST)
 
 /// A Stop answer encoded once, and where its id goes: the transport's own cost without the codec's.
+/// Lazy: the test session must not need the FlatBuffers assembly, which the fd-limit test leaves no
+/// descriptor to load.
 let private precomputed =
-    use b = new FrameBuilder(256)
+    lazy
+        use b = new FrameBuilder(256)
 
-    match Write.httpReqCallStop (b, 0xA5A5A5A5u, 200us, ReadOnlySpan stopHeaders, ReadOnlySpan hello) with
-    | Ok frame ->
-        let bytes = frame.ToArray()
-        let at = Span<byte>(bytes).IndexOf(ReadOnlySpan [| 0xA5uy; 0xA5uy; 0xA5uy; 0xA5uy |])
-        struct (bytes, at)
-    | Error e -> failwith (string e)
+        match Write.httpReqCallStop (b, 0xA5A5A5A5u, 200us, ReadOnlySpan stopHeaders, ReadOnlySpan hello) with
+        | Ok frame ->
+            let bytes = frame.ToArray()
+            let at = Span<byte>(bytes).IndexOf(ReadOnlySpan [| 0xA5uy; 0xA5uy; 0xA5uy; 0xA5uy |])
+            struct (bytes, at)
+        | Error e -> failwith (string e)
 
 /// The id of an HTTPReqCall.Req read as the floor reads it (root, vtable, slot 0), without validation.
 let private requestId (body: ReadOnlySpan<byte>) =
@@ -84,7 +87,7 @@ let private requestId (body: ReadOnlySpan<byte>) =
 let private precomputedAnswer (builder: FrameBuilder) (kind: FrameType) (body: ReadOnlySequence<byte>) =
     match kind with
     | FrameType.HttpReqCall when body.IsSingleSegment && body.Length >= 8L ->
-        let struct (frame, at) = precomputed
+        let struct (frame, at) = precomputed.Value
         BinaryPrimitives.WriteUInt32LittleEndian(Span(frame, at, 4), requestId body.FirstSpan)
         Ok(ReadOnlyMemory frame)
     | _ -> benchAnswer builder kind body

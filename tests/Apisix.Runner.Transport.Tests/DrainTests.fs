@@ -107,23 +107,4 @@ let tests =
               gate.SetResult()
               Expect.isTrue (eventually 2000 (fun () -> srv.Live = 0)) "sessions ended"
               Expect.isTrue (eventually 2000 (fun () -> srv.Transport.ConnectionCount = 0)) "freed"
-          }
-
-          test "HasPendingInput says whether bytes wait, without taking them" {
-              let io = TaskCompletionSource<IConnectionIo>()
-
-              let session (c: IConnectionIo) =
-                  io.SetResult c
-                  Task.CompletedTask
-
-              use srv = new Served(session)
-              use client = srv.Connect()
-              let c = io.Task.Result
-              Expect.isFalse c.HasPendingInput "nothing yet"
-              client.Send [| 1uy; 2uy; 3uy |] |> ignore
-              Expect.isTrue (eventually 1000 (fun () -> c.HasPendingInput)) "bytes wait"
-              let buffer = Array.zeroCreate 10
-              let n = c.ReceiveAsync(Memory buffer).AsTask().Result
-              Expect.equal n 3 "all three are still there"
-              Expect.isFalse c.HasPendingInput "taken"
           } ]
