@@ -97,6 +97,7 @@ let runSoak (seconds: int) (extra: string list) =
 
 let fsharpTests = Path.Combine(root, "tests", "Apisix.Runner.Tests")
 let csharpTests = Path.Combine(root, "tests", "Apisix.Runner.Samples.Tests")
+let transportTests = Path.Combine(root, "tests", "Apisix.Runner.Transport.Tests")
 
 /// Runs the F# tests, an Expecto console app (no VSTest adapter for Expecto is served here, so
 /// `dotnet test` cannot run them), with Expecto's options in `args`.
@@ -533,6 +534,10 @@ let test () =
         |> List.map (fun transport -> expectoCounts (runFSharpTests [] [ "RUNNER_TEST_TRANSPORT", transport ]))
         |> List.fold (fun (p, f) (p', f') -> p + p', f + f') (0, 0)
 
+    // The epoll transport on its own: connections, drain, the watchdog, fd limits, 10,000 connections.
+    let transportPassed, transportFailed =
+        expectoCounts (exec "dotnet" [ "run"; "--project"; transportTests; "-c"; "Release"; "--no-build"; "--"; "--no-spinner"; "--colours"; "0" ] [])
+
     // Sixty seconds show gross leaks only, so the RSS threshold is loose; the long soak is the real check.
     let soaked = runSoak 60 [ "--sample"; "5"; "--heap-slope"; "1024"; "--rss-slope"; "32768" ]
     let templated =
@@ -543,8 +548,8 @@ let test () =
             false
 
     let checks = [ soaked; templated ]
-    let passed = csPassed + fsPassed + (checks |> List.filter id |> List.length)
-    let failed = csFailed + fsFailed + (checks |> List.filter not |> List.length)
+    let passed = csPassed + fsPassed + transportPassed + (checks |> List.filter id |> List.length)
+    let failed = csFailed + fsFailed + transportFailed + (checks |> List.filter not |> List.length)
     printfn "%d passed, %d failed" passed failed
     if failed > 0 || passed = 0 then exit 1
 
