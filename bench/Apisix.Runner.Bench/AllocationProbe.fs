@@ -14,7 +14,7 @@ open System.Threading.Tasks
 open Microsoft.Extensions.Logging.Abstractions
 open Apisix.Runner
 
-/// The two answers issue 5 asks about: a Stop (`say`) and a Rewrite (`request-body-rewrite`);
+/// The two answers of most calls: a Stop (`say`) and a Rewrite (`request-body-rewrite`);
 /// and a plugin that reads one nginx variable through ExtraInfo, declared up front (`var-prefetched`)
 /// or asked for while it runs and awaited in a `task` (`var-asked`).
 let private plugins =
