@@ -285,7 +285,7 @@ let pack (msbuild: string list) =
     let commitTime () =
         try
             match exec "git" [ "log"; "-1"; "--format=%ct" ] [] with
-            | 0, [ seconds ] -> [ "SOURCE_DATE_EPOCH", seconds.Trim() ]
+            | 0, [ seconds ] -> [ ("SOURCE_DATE_EPOCH", seconds.Trim()) ]
             | _ -> []
         with _ -> [] // no git here: the clock dates them
 
@@ -531,7 +531,7 @@ let test () =
     // socket engine (the fallback), in process and in every runner process they start.
     let fsPassed, fsFailed =
         [ "epoll"; "socket" ]
-        |> List.map (fun transport -> expectoCounts (runFSharpTests [] [ "RUNNER_TEST_TRANSPORT", transport ]))
+        |> List.map (fun transport -> expectoCounts (runFSharpTests [] [ ("RUNNER_TEST_TRANSPORT", transport) ]))
         |> List.fold (fun (p, f) (p', f') -> p + p', f + f') (0, 0)
 
     // The epoll transport on its own: connections, drain, the watchdog, fd limits, 10,000 connections.
