@@ -36,7 +36,7 @@ type StartError =
         | SocketFailed(path, reason) -> $"cannot listen on {path}: {reason}"
 
 /// The unix-socket server APISIX talks to: binds the socket, hands each connection to a session
-/// through the transport, sweeps the conf cache, enforces the deadlines of asynchronous calls, and
+/// through the transport, sweeps the conf cache, enforces every call's deadline (on its own tick thread), and
 /// on stop answers what it has received before it removes the socket. When it opens, it adds to
 /// `plugins` those of the folders `Runner:PluginFolders` lists, made with `services`.
 [<Sealed>]

@@ -39,6 +39,13 @@ let eventually (ms: int) (condition: unit -> bool) =
 
 let socketPath () = Path.Combine(Path.GetTempPath(), $"tt-{Guid.NewGuid():N}.sock")
 
+/// A client socket connected to `path` (blocking, with a 10 s receive timeout).
+let connect (path: string) =
+    let s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+    s.Connect(UnixDomainSocketEndPoint path)
+    s.ReceiveTimeout <- 10000
+    s
+
 /// An epoll transport on a fresh socket path, serving `session` for each connection.
 [<Sealed>]
 type Served(session: IConnectionIo -> Task, ?loops: int, ?stallMs: float, ?describe: IConnectionIo -> string) =
@@ -69,11 +76,7 @@ type Served(session: IConnectionIo -> Task, ?loops: int, ?stallMs: float, ?descr
     member _.Live = sessions |> Seq.filter (fun t -> not t.IsCompleted) |> Seq.length
 
     /// A connected client socket (blocking, with a 10 s receive timeout).
-    member _.Connect() =
-        let s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
-        s.Connect(UnixDomainSocketEndPoint path)
-        s.ReceiveTimeout <- 10000
-        s
+    member _.Connect() = connect path
 
     interface IDisposable with
         member _.Dispose() =
@@ -177,11 +180,7 @@ type Host(mode: string, extra: string) =
         |> Array.find (fun l -> l.StartsWith "VmRSS:")
         |> fun l -> int64 (l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1])
 
-    member _.Connect() =
-        let s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
-        s.Connect(UnixDomainSocketEndPoint path)
-        s.ReceiveTimeout <- 10000
-        s
+    member _.Connect() = connect path
 
     interface IDisposable with
         member _.Dispose() =

@@ -99,7 +99,9 @@ let tests =
                 // each session finds its call before it ever waits; the deadline must hold for it as
                 // for any other. Two, not more: on the socket transport each blocked call holds a pool
                 // thread, and a third would wait for the pool to grow (docs/writing-plugins.md).
-                runner.Freeze()
+                runner.Signal Signal.SIGSTOP
+                let! stopped = eventually (fun () -> runner.IsStopped)
+                Expect.isTrue stopped "the runner stopped"
                 let clients = [| for _ in 1..2 -> new Client(sandbox.Socket) |]
                 let calls = clients |> Array.mapi (fun i c -> c.RequestAsync(httpRequest blocking (uint32 i + 1u), unset))
                 let started = Stopwatch.GetTimestamp()

@@ -330,16 +330,11 @@ type Runner(socket: string, env: (string * string) list, ?program: string) =
         if Native.kill (p.Id, int signal) <> 0 then
             failwith $"kill({p.Id}, {signal}) failed with errno {Marshal.GetLastPInvokeError()}"
 
-    /// Stops the process (SIGSTOP) and returns once the kernel says it is stopped.
-    member r.Freeze() =
-        r.Signal Signal.SIGSTOP
-        let stat = $"/proc/{p.Id}/stat"
-        let stopped () = let s = File.ReadAllText stat in s[s.LastIndexOf ')' + 2] = 'T'
-        let until = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 5L
-
-        while not (stopped ()) do
-            if Stopwatch.GetTimestamp() > until then failwith $"process {p.Id} did not stop"
-            Thread.Sleep 1
+    /// Whether the kernel has the process stopped (SIGSTOP): its state in /proc is T.
+    member _.IsStopped =
+        let stat = File.ReadAllText $"/proc/{p.Id}/stat"
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        stat[stat.LastIndexOf ')' + 2] = 'T'
 
     /// The exit code, once the process has exited within `timeout` and its output is all read;
     /// fails with the output otherwise.
