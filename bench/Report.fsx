@@ -234,5 +234,6 @@ let write (docs: string) (rounds: int) (seconds: int) (scenarios: (string * stri
     add ""
     add "```sh"
     add "BENCH_ROUNDS=3 BENCH_SECONDS=5 dotnet fsi build.fsx bench   # needs gcc, make, jq, python3"
+    add "bench/profile.sh saturated 16   # then: where the CPU per call goes (needs perf; also paced, 64)"
     add "```"
     File.WriteAllText(Path.Combine(docs, "performance.md"), md.ToString())
