@@ -73,11 +73,11 @@ type internal Call() =
         | CallPhase.Request, _ -> Outcome.Pass
         | _ -> Outcome.Respond
 
-    /// The answer frame: in the request phase a Stop (status 200 unless set), a Rewrite of only
-    /// what changed, or no action when nothing did; in the response phase the changed status and
-    /// body, and the whole header set when any header changed.
-    member c.Encode(builder: FrameBuilder, decision: Decision) =
-        match c.Outcome decision with
+    /// The answer frame for the call's `outcome` (its Outcome): in the request phase a Stop (status
+    /// 200 unless set), a Rewrite of only what changed, or no action when nothing did; in the
+    /// response phase the changed status and body, and the whole header set when any header changed.
+    member _.Encode(builder: FrameBuilder, outcome: Outcome) =
+        match outcome with
         | Outcome.Stop ->
             let status = if response.StatusChange = 0us then 200us else response.StatusChange
             Write.httpReqCallStop (builder, request.Id, status, response.HeaderChanges, response.BodyChange)

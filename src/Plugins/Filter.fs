@@ -75,26 +75,24 @@ module Filters =
     let ofAsync (f: Request -> Response -> Async<Decision>) : Filter =
         FilterOf.Make(fun req resp -> ValueTask<Decision>(Async.StartImmediateAsTask(f req resp)))
 
+    /// `decided`, or what `next` decides when `decided` is `trigger`: how every combinator hands on.
+    /// A decision already made hands on without allocating.
+    let internal handOn (trigger: Decision) (next: Filter) (decided: ValueTask<Decision>) (req: Request) (resp: Response) =
+        if decided.IsCompletedSuccessfully then
+            if decided.Result = trigger then next req resp else decided
+        else
+            ValueTask<Decision>(
+                task {
+                    let! d = decided
+                    if d = trigger then return! next req resp else return d
+                }
+            )
+
     /// Runs `first`, then `second` when `first` decided Continue. Synchronous filters compose
     /// without allocating.
     [<CompiledName("Compose")>]
     let compose (first: Filter) (second: Filter) : Filter =
-        FilterOf.Make(fun req resp ->
-            let d = first req resp
-
-            if d.IsCompletedSuccessfully then
-                match d.Result with
-                | Decision.Continue -> second req resp
-                | _ -> d
-            else
-                ValueTask<Decision>(
-                    task {
-                        match! d with
-                        | Decision.Continue -> return! second req resp
-                        | other -> return other
-                    }
-                )
-        )
+        FilterOf.Make(fun req resp -> handOn Decision.Continue second (first req resp) req resp)
 
     /// `first >=> second`: `second` runs when `first` decided Continue.
     let (>=>) (first: Filter) (second: Filter) : Filter = compose first second
@@ -117,19 +115,7 @@ module Filters =
             | f :: rest ->
                 let others = first rest
 
-                FilterOf.Make(fun req resp ->
-                    let d = f req resp
-
-                    if d.IsCompletedSuccessfully then
-                        if d.Result = Decision.Skip then others req resp else d
-                    else
-                        ValueTask<Decision>(
-                            task {
-                                match! d with
-                                | Decision.Skip -> return! others req resp
-                                | decided -> return decided
-                            }
-                        ))
+                FilterOf.Make(fun req resp -> handOn Decision.Skip others (f req resp) req resp)
 
         first filters
 

@@ -114,9 +114,6 @@ type internal MemoryBudget(limit: int64, logger: ILogger) =
     /// Bytes given back since the last trim past which an idle budget trims: a few large frames' worth.
     static member TrimAfterBytes = 4L <<< 20
 
-    /// The most bytes held at once.
-    member _.Limit = limit
-
     /// Bytes held now.
     member _.InUse = Volatile.Read &used
 

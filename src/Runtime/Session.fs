@@ -142,7 +142,7 @@ type internal ReplyReader(io: IConnectionIo, input: FrameReader, budget: MemoryB
 /// the link broke, sends nothing more.
 [<Sealed>]
 type internal Exchanges(io: IConnectionIo, replies: ReplyReader, asks: FrameBuilder, isOpen: unit -> bool, breakLink: string -> unit) as this =
-    let mutable core = ManualResetValueTaskSourceCore<byte[] voption>()
+    let completion = Completion<byte[] voption>()
     let waiting = Queue<struct (byte * string * TaskCompletionSource<byte[] voption>)>()
     let mutable busy = false
     // Where the exchange in progress answers: null for the reusable source.
@@ -199,7 +199,7 @@ type internal Exchanges(io: IConnectionIo, replies: ReplyReader, asks: FrameBuil
             target <- null
             busy <- false
 
-        if isNull finished then core.SetResult answer else finished.SetResult answer
+        if isNull finished then completion.SetResult answer else finished.SetResult answer
 
     /// Asks APISIX for `tag` (a variable named `name`); none when it is absent or the link broke.
     member x.Ask(tag: byte, name: string) : ValueTask<byte[] voption> =
@@ -211,14 +211,9 @@ type internal Exchanges(io: IConnectionIo, replies: ReplyReader, asks: FrameBuil
             ValueTask<byte[] voption>(later.Task)
         else
             busy <- true
-            core.Reset()
+            completion.Reset()
             x.Start(tag, name)
-            ValueTask<byte[] voption>(x, core.Version)
-
-    interface IValueTaskSource<byte[] voption> with
-        member _.GetResult token = core.GetResult token
-        member _.GetStatus token = core.GetStatus token
-        member _.OnCompleted(continuation, state, token, flags) = core.OnCompleted(continuation, state, token, flags)
+            completion.Pending
 
 /// One APISIX connection's protocol, whatever moves its bytes: takes whole frames, serves one call
 /// at a time (with its ExtraInfo exchanges on the same connection), sends the answers, until
@@ -278,7 +273,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
     let mutable async' = false
     // From the call's frame to the outcome of its answer.
     let mutable serving = false
-    let mutable answered = ManualResetValueTaskSourceCore<bool>()
+    let answered = Completion<bool>()
     let mutable result = ValueTask<bool>()
     // When the call in progress must end (Stopwatch ticks); 0 when none is.
     let mutable deadline = 0L
@@ -334,8 +329,10 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
 
     let replies = ReplyReader(io, input, budget, fun () -> claim Claim.Reply)
 
-    let exchanges =
-        Exchanges(io, replies, asks, (fun () -> link = Open), fun reason -> if link = Open then link <- Broken reason)
+    let breakLink (reason: string) =
+        if link = Open then link <- Broken reason
+
+    let exchanges = Exchanges(io, replies, asks, (fun () -> link = Open), breakLink)
 
     do
         onChainDone <- Action(fun () -> this.ChainDone())
@@ -379,9 +376,6 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
 
         if held > 0L then
             giveBackHeld ()
-
-    let breakLink (reason: string) =
-        if link = Open then link <- Broken reason
 
     let send (frame: Result<ReadOnlyMemory<byte>, EncodeError>) : ValueTask<bool> =
         match frame with
@@ -475,10 +469,11 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
             call.Finish()
             s.Finish(sendError Err.Code.SERVICE_UNAVAILABLE)
         | Open, Ok decision ->
-            match call.Encode(answers, decision) with
+            let outcome = call.Outcome decision
+
+            match call.Encode(answers, outcome) with
             | Ok frame ->
                 countAnswer ()
-                let outcome = call.Outcome decision
 
                 if ctx.Logger.IsEnabled LogLevel.Debug then
                     Log.call.Invoke(ctx.Logger, call.Request.Id, token, outcome.Name, null)
@@ -528,17 +523,19 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
     member private s.StartPrefetch() =
         batch.Clear()
 
-        let written =
-            chain.Prefetch
-            |> Array.forall (fun info ->
-                let struct (tag, name) = ExtraInfo.toWire info
-                ReplyReader.Asked tag
+        let mutable written = true
+        let mutable i = 0
 
-                match Write.extraInfoReq (asks, tag, name) with
-                | Ok frame ->
-                    batch.Write frame.Span
-                    true
-                | Error _ -> false)
+        // A loop, not Array.forall: a closure over the session would be allocated per call.
+        while written && i < chain.Prefetch.Length do
+            let struct (tag, name) = ExtraInfo.toWire chain.Prefetch[i]
+            ReplyReader.Asked tag
+
+            match Write.extraInfoReq (asks, tag, name) with
+            | Ok frame -> batch.Write frame.Span
+            | Error _ -> written <- false
+
+            i <- i + 1
 
         if not written then
             breakLink "an ExtraInfo request could not be encoded"
@@ -598,7 +595,7 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
 
         if phase.Prefetch.Length = 0 then s.RunChain() else s.StartPrefetch()
 
-        if async' then ValueTask<bool>(s, answered.Version) else result
+        if async' then answered.Pending else result
 
     /// Dispatches one frame from APISIX; false when the connection must end.
     member private s.Handle(frameType: FrameType, body: ReadOnlyMemory<byte>) : ValueTask<bool> =
@@ -712,11 +709,6 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
         if not (isNull callBody) then
             Buffers.giveBack callBody
             callBody <- null
-
-    interface IValueTaskSource<bool> with
-        member _.GetResult token = answered.GetResult token
-        member _.GetStatus token = answered.GetStatus token
-        member _.OnCompleted(continuation, state, token, flags) = answered.OnCompleted(continuation, state, token, flags)
 
     interface IExtraInfoSource with
         member _.Fetch(tag, name) = exchanges.Ask(tag, name)

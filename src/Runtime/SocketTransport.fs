@@ -14,7 +14,7 @@ open Microsoft.Extensions.Logging
 /// took bytes completes with them, so no call that arrived is lost).
 [<Sealed>]
 type internal SocketConnection(socket: Socket, draining: CancellationToken, closed: SocketConnection -> unit) as this =
-    let mutable core = ManualResetValueTaskSourceCore<int>()
+    let received = Completion<int>()
     let mutable pending = ValueTask<int>()
     let mutable buffer = Memory<byte>.Empty
     let mutable onCompleted: Action = null
@@ -52,7 +52,7 @@ type internal SocketConnection(socket: Socket, draining: CancellationToken, clos
             | :? ObjectDisposedException -> ValueSome 0
 
         match result with
-        | ValueSome n -> core.SetResult n
+        | ValueSome n -> received.SetResult n
         | ValueNone ->
             // Drained while bytes arrived: take them without the drain's cancellation.
             pending <- socket.ReceiveAsync(buffer, SocketFlags.None)
@@ -61,11 +61,6 @@ type internal SocketConnection(socket: Socket, draining: CancellationToken, clos
                 this.Completed()
             else
                 pending.GetAwaiter().UnsafeOnCompleted onCompleted
-
-    interface IValueTaskSource<int> with
-        member _.GetResult token = core.GetResult token
-        member _.GetStatus token = core.GetStatus token
-        member _.OnCompleted(continuation, state, token, flags) = core.OnCompleted(continuation, state, token, flags)
 
     interface IConnectionIo with
         member c.ReceiveAsync(into: Memory<byte>) =
@@ -80,9 +75,6 @@ type internal SocketConnection(socket: Socket, draining: CancellationToken, clos
                     | :? ObjectDisposedException -> ValueTask<int>(0)
 
                 if receiving.IsCompleted then
-                    pending <- receiving
-                    buffer <- into
-
                     try
                         ValueTask<int>(receiving.GetAwaiter().GetResult())
                     with
@@ -90,11 +82,11 @@ type internal SocketConnection(socket: Socket, draining: CancellationToken, clos
                     | :? SocketException
                     | :? ObjectDisposedException -> ValueTask<int>(0)
                 else
-                    core.Reset()
+                    received.Reset()
                     pending <- receiving
                     buffer <- into
                     receiving.GetAwaiter().UnsafeOnCompleted onCompleted
-                    ValueTask<int>(c :> IValueTaskSource<int>, core.Version)
+                    received.Pending
 
         member _.SendAsync(data: ReadOnlyMemory<byte>) =
             try

@@ -3,6 +3,23 @@ namespace Apisix.Runner
 open System
 open System.Net.Sockets
 open System.Threading.Tasks
+open System.Threading.Tasks.Sources
+
+/// A reusable completion for one pending operation at a time: awaiting it allocates nothing, and
+/// continuations run on the thread that completes it (a transport's loop, say), inline.
+[<Sealed>]
+type internal Completion<'T>() =
+    [<DefaultValue(false)>]
+    val mutable private core: ManualResetValueTaskSourceCore<'T>
+
+    member c.Reset() = c.core.Reset()
+    member c.Pending = ValueTask<'T>(c, c.core.Version)
+    member c.SetResult(value: 'T) = c.core.SetResult value
+
+    interface IValueTaskSource<'T> with
+        member c.GetResult token = c.core.GetResult token
+        member c.GetStatus token = c.core.GetStatus token
+        member c.OnCompleted(continuation, state, token, flags) = c.core.OnCompleted(continuation, state, token, flags)
 
 /// What a transport gives one connection's session. A session uses it from one thread at a time
 /// (but not always the same thread: after a plugin's await it may be a thread-pool thread).

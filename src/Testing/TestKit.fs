@@ -184,7 +184,7 @@ type PluginTestKit =
 
             let! decision = phase.Run call.Request call.Response
 
-            match call.Encode(builder, decision) with
+            match call.Encode(builder, call.Outcome decision) with
             | Error e -> return invalidOp (e.Describe())
             | Ok frame ->
                 call.Finish()

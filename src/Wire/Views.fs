@@ -30,26 +30,12 @@ module EntryName =
 
     /// Whether a name in UTF-8 equals `name` under the rule.
     let equalsUtf8 (utf8: ReadOnlySpan<byte>) (name: string) : bool =
-        let mutable ascii = true
-        let mutable i = 0
+        ArgumentNullException.ThrowIfNull name
 
-        while ascii && i < utf8.Length do
-            ascii <- utf8[i] < 0x80uy
-            i <- i + 1
-
-        if ascii then
-            // One byte per character: compare in place.
-            if utf8.Length <> name.Length then
-                false
-            else
-                let mutable same = true
-                let mutable j = 0
-
-                while same && j < utf8.Length do
-                    same <- foldAscii (int utf8[j]) = foldAscii (int name[j])
-                    j <- j + 1
-
-                same
+        if Ascii.IsValid utf8 then
+            // The rule on ASCII is .NET's ASCII case-insensitive comparison; a name with other
+            // characters cannot equal ASCII bytes, and that comparison says so too.
+            Ascii.EqualsIgnoreCase(utf8, name.AsSpan())
         else
             // Rare (HTTP names are ASCII): compare as text.
             equals (Encoding.UTF8.GetString utf8) name
@@ -81,6 +67,10 @@ module internal Read =
     let validatedEntry (r: byref<FlatBufferReader>, v: ByteRange, i: int) =
         let t = r.TableAt(v, i, "entry")
         struct (r.Bytes(t, Schema.TextEntry.Name, "entry"), r.Bytes(t, Schema.TextEntry.Value, "entry"))
+
+    /// The name range of an entry already validated: what a lookup by name compares.
+    let validatedName (r: byref<FlatBufferReader>, v: ByteRange, i: int) =
+        r.Bytes(r.TableAt(v, i, "entry"), Schema.TextEntry.Name, "entry")
 
     /// Every entry of the [TextEntry] vector in `slot`, as values.
     let entries (r: byref<FlatBufferReader>, t: Table, slot: int, what: string) : TextEntry[] =
@@ -119,16 +109,20 @@ type TextEntries =
     /// How many entries (a repeated name counts once per value).
     member e.Count = e.elements.Length
 
-    member private e.Ranges(i: int) =
+    member private e.Check(i: int) =
         if uint i >= uint e.elements.Length then
             raise (ArgumentOutOfRangeException(nameof i))
 
+    member private e.Ranges(i: int) =
+        e.Check i
         let mutable r = FlatBufferReader e.buffer.Span
         Read.validatedEntry (&r, e.elements, i)
 
     /// The UTF-8 bytes of entry i's name.
     member e.NameUtf8(i: int) : ReadOnlySpan<byte> =
-        let struct (n, _) = e.Ranges i
+        e.Check i
+        let mutable r = FlatBufferReader e.buffer.Span
+        let n = Read.validatedName (&r, e.elements, i)
         e.buffer.Span.Slice(n.Start, n.Length)
 
     /// The UTF-8 bytes of entry i's value (empty when it has none).
@@ -139,18 +133,22 @@ type TextEntries =
     /// Entry i's name.
     member e.Name(i: int) : string = Encoding.UTF8.GetString(e.NameUtf8 i)
 
-    /// Entry i's value; null for an argument given without `=`.
-    member e.Value(i: int) : string =
-        let struct (_, v) = e.Ranges i
-
+    member private e.Text(v: ByteRange) : string =
         if v.IsPresent then
             Encoding.UTF8.GetString(e.buffer.Span.Slice(v.Start, v.Length))
         else
             null
 
-    /// Entry i, its strings made now.
+    /// Entry i's value; null for an argument given without `=`.
+    member e.Value(i: int) : string =
+        let struct (_, v) = e.Ranges i
+        e.Text v
+
+    /// Entry i, its strings made now (the entry read once).
     member e.Item
-        with get (i: int): TextEntry = { Name = e.Name i; Value = e.Value i }
+        with get (i: int): TextEntry =
+            let struct (n, v) = e.Ranges i
+            { Name = Encoding.UTF8.GetString(e.buffer.Span.Slice(n.Start, n.Length)); Value = e.Text v }
 
     /// Index of the first entry at or after `start` named `name` (EntryName's rule); -1 when none.
     member e.IndexOf(name: string, start: int) : int =

@@ -35,22 +35,6 @@ type internal EpollSettings =
           Logger = logger
           DescribeHolder = fun _ -> "" }
 
-/// A reusable completion for one pending operation of a connection: continuations run on the
-/// thread that completes it (the loop), so a session continues inline there.
-[<Sealed>]
-type internal Completion<'T>() =
-    [<DefaultValue(false)>]
-    val mutable private core: ManualResetValueTaskSourceCore<'T>
-
-    member c.Reset() = c.core.Reset()
-    member c.Pending = ValueTask<'T>(c, c.core.Version)
-    member c.SetResult(value: 'T) = c.core.SetResult value
-
-    interface IValueTaskSource<'T> with
-        member c.GetResult token = c.core.GetResult token
-        member c.GetStatus token = c.core.GetStatus token
-        member c.OnCompleted(continuation, state, token, flags) = c.core.OnCompleted(continuation, state, token, flags)
-
 /// recv and send on a non-blocking socket, with EINTR retried.
 module internal SocketIo =
     /// recv into `buffer`: the byte count (0 at end of stream), or -errno.
@@ -83,11 +67,6 @@ module internal SocketIo =
                     | e -> -e
 
         r
-
-    /// Whether bytes wait to be read (MSG_PEEK of one byte).
-    let hasInput (fd: int) : bool =
-        let b = NativePtr.stackalloc<byte> 1
-        Native.recv (fd, NativePtr.toNativeInt b, 1n, Native.MSG_PEEK ||| Native.MSG_DONTWAIT) > 0n
 
 /// What the connections of one transport share.
 [<Sealed>]
@@ -378,14 +357,6 @@ type internal EpollConnection(fd: int, loop: EventLoop, shared: EpollShared, key
                 loop.Modify(fd, InterestOut, c) |> ignore
                 c.Change(User, 0)
                 sent.Pending
-
-    member c.HasPendingInput =
-        if c.TryEnter() then
-            let waiting = SocketIo.hasInput fd
-            c.Change(User, 0)
-            waiting
-        else
-            false
 
     member c.Close() =
         let mutable s = Volatile.Read &state

@@ -107,9 +107,6 @@ let EFD_NONBLOCK = O_NONBLOCK
 let EFD_CLOEXEC = O_CLOEXEC
 
 [<Literal>]
-let MSG_PEEK = 0x2
-
-[<Literal>]
 let MSG_DONTWAIT = 0x40
 
 [<Literal>]
