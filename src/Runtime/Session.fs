@@ -697,16 +697,22 @@ type internal Session(io: IConnectionIo, ctx: RunnerContext) as this =
             ()
 
         io.Close()
-        input.Dispose()
-        answers.Dispose()
-        asks.Dispose()
+        // A call that expired may still run in a plugin that reads its request (views into the
+        // input and the kept body) or asks for ExtraInfo (the builder): those buffers are left to
+        // the collector, not given back to the pool that other connections rent from.
+        let abandoned = Volatile.Read &stage = Expired
+
+        if not abandoned then
+            input.Dispose()
+            answers.Dispose()
+            asks.Dispose()
 
         lock holding (fun () ->
             ended <- true
             budget.Give held
             held <- 0L)
 
-        if not (isNull callBody) then
+        if not abandoned && not (isNull callBody) then
             Buffers.giveBack callBody
             callBody <- null
 
