@@ -152,10 +152,26 @@ let tests =
             for innerAsync in both do
                 let reports = List<Decision * System.TimeSpan>()
                 let req, resp, _ = requestCall ()
-                let decision = run (timed (fun _ elapsed d -> reports.Add(d, elapsed)) (step (List()) "x" Decision.Stop innerAsync)) req resp
+
+                // Takes 20 ms, so the report must be a measurement; only a lower bound is checked,
+                // as load can only make it longer.
+                let slow: Filter =
+                    fun _ _ ->
+                        if innerAsync then
+                            ValueTask<Decision>(
+                                task {
+                                    do! Task.Delay 20
+                                    return Decision.Stop
+                                }
+                            )
+                        else
+                            System.Threading.Thread.Sleep 20
+                            ValueTask<Decision>(Decision.Stop)
+
+                let decision = run (timed (fun _ elapsed d -> reports.Add(d, elapsed)) slow) req resp
                 Expect.equal decision Decision.Stop "the decision goes through"
                 Expect.equal (reports |> Seq.map fst |> List.ofSeq) [ Decision.Stop ] "one report with the decision"
-                Expect.isTrue (snd reports[0] >= System.TimeSpan.Zero) "an elapsed time"
+                Expect.isGreaterThanOrEqual (snd reports[0]).TotalMilliseconds 15.0 $"the elapsed time reported for a filter that takes 20 ms (async: {innerAsync})"
 
         testCase "a synchronous chain of combinators allocates nothing per call" <| fun () ->
             let req, resp, _ = requestCall ()

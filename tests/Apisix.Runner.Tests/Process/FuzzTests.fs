@@ -396,7 +396,7 @@ let private play (conn: RawConnection) (rnd: System.Random) (tally: Tally) (case
                 tally.Fail $"{what ()}: the runner closed the connection {n} bytes into a frame"
                 return false
             | Closed ->
-                tally.Count(case.Kind, "closed without an answer")
+                tally.Fail $"{what ()}: closed without an answer"
                 return false
             | Got(t, body) ->
                 match decoded t body, expected with

@@ -38,22 +38,34 @@ let private limit = TimeSpan.FromMinutes 2.0
 type private PeakRss(probe: ProcessProbe) =
     let stop = new ManualResetEventSlim(false)
     let mutable peak = probe.RssMiB
+    let mutable samples = 0
+    let mutable failed = 0
+    let mutable lastError = ""
 
     let sample () =
         while not (stop.Wait 5) do
-            let now =
-                try
-                    probe.RssMiB
-                with _ ->
-                    0.0
-
-            if now > peak then peak <- now
+            // A failed read is counted, not taken as 0 MiB: a broken reader would pass the peak
+            // check with nothing measured.
+            try
+                let now = probe.RssMiB
+                samples <- samples + 1
+                if now > peak then peak <- now
+            with e ->
+                failed <- failed + 1
+                lastError <- e.Message
 
     let thread = Thread(sample, IsBackground = true)
     do thread.Start()
 
     /// The highest RSS seen so far, in MiB.
     member _.Peak = peak
+
+    /// RSS reads that succeeded so far.
+    member _.Samples = samples
+
+    /// RSS reads that failed so far, and the last failure's message.
+    member _.Failed = failed
+    member _.LastError = lastError
 
     interface IDisposable with
         member _.Dispose() =
@@ -95,14 +107,6 @@ let private said (id: uint32) =
                 { Status = 200us
                   Headers = [| TextEntry.Set("X-Resp-A6-Runner", "DotNet") |]
                   Body = "burst"B } }
-
-let private message (received: Received) =
-    match received with
-    | Got(t, body) ->
-        match Decode.runnerMessage t (ReadOnlySpan body) with
-        | Ok m -> m
-        | Error e -> failwith $"undecodable frame from the runner: {e.Describe()}"
-    | other -> failwith $"expected a frame from the runner, got {other}"
 
 /// What one burst showed.
 type private Burst =
@@ -168,6 +172,8 @@ let private burst (program: string) (budget: int64) : Task<Burst> =
                 id <- id + 1u
 
             let! _ = all
+            Expect.equal sampler.Failed 0 $"reads of the runner's RSS that failed while sampling the peak ({sampler.Samples} succeeded; the last failure: {sampler.LastError})"
+            Expect.isGreaterThan sampler.Samples 0 "RSS samples taken during the burst"
             peak <- sampler.Peak
         finally
             for c in big do

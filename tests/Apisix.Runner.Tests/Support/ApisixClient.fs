@@ -22,16 +22,21 @@ let same (expected: 'T) (actual: 'T) =
     if expected <> actual then
         failwithf "expected %A\nbut got %A" expected actual
 
-/// Waits until `condition` holds, for at most `patience`; whether it came to hold.
-let eventually (condition: unit -> bool) : Task<bool> =
+/// Waits until `condition` holds, checking it every `interval`, for at most `timeout`; whether it
+/// came to hold. The one polling loop: `eventually` here and ProcessProbe's `within` use it.
+let poll (interval: TimeSpan) (timeout: TimeSpan) (condition: unit -> bool) : Task<bool> =
     task {
-        let deadline = DateTime.UtcNow + patience
+        let clock = System.Diagnostics.Stopwatch.StartNew()
 
-        while not (condition ()) && DateTime.UtcNow < deadline do
-            do! Task.Delay 20
+        while not (condition ()) && clock.Elapsed < timeout do
+            do! Task.Delay interval
 
         return condition ()
     }
+
+/// Waits until `condition` holds, for at most `patience`; whether it came to hold.
+let eventually (condition: unit -> bool) : Task<bool> =
+    poll (TimeSpan.FromMilliseconds 20.0) patience condition
 
 /// Answers every ExtraInfo request with "no value".
 let unset (_: ExtraInfo.Info) : byte[] voption = ValueNone

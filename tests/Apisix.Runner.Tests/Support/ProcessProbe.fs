@@ -70,11 +70,4 @@ type ProcessProbe(pid: int) =
 
 /// Waits until `condition` holds, for at most `timeout`; whether it came to hold.
 let within (timeout: TimeSpan) (condition: unit -> bool) : Task<bool> =
-    task {
-        let clock = Stopwatch.StartNew()
-
-        while not (condition ()) && clock.Elapsed < timeout do
-            do! Task.Delay 50
-
-        return condition ()
-    }
+    ApisixClient.poll (TimeSpan.FromMilliseconds 50.0) timeout condition

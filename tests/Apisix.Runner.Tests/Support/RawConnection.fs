@@ -98,6 +98,15 @@ type RawConnection(path: string) =
     interface IDisposable with
         member _.Dispose() = socket.Dispose()
 
+/// The message in a raw read; fails the test on anything else.
+let message (received: Received) =
+    match received with
+    | Got(t, body) ->
+        match Decode.runnerMessage t (ReadOnlySpan body) with
+        | Ok m -> m
+        | Error e -> failwith $"undecodable frame from the runner: {e.Describe()}"
+    | other -> failwith $"expected a frame from the runner, got {other}"
+
 // ---- frames ----
 
 /// A frame header announcing `declared` body bytes.

@@ -17,19 +17,9 @@ open Apisix.Runner.Tests.Support
 open Apisix.Runner.Tests.Wire.RoundTripTests
 open Apisix.Runner.Tests.Support.RunnerProcess
 
-let private interopDir = lazy (Path.Combine(RunnerProcess.repoRoot.Value, "tests", "interop"))
-
-/// The reference's Python code, generated once per test run into a temporary directory.
-let private generated =
-    lazy
-        let dir = Directory.CreateTempSubdirectory "a6-interop-"
-        AppDomain.CurrentDomain.ProcessExit.Add(fun _ -> dir.Delete true)
-        run "/usr/bin/flatc" [ "--python"; "-o"; dir.FullName; Path.Combine(interopDir.Value, "ext-plugin.fbs") ] "" |> ignore
-        dir.FullName
-
 /// One fbcodec.py run over a batch: one reply per item, in order.
 let private fbcodec (mode: string) (items: JsonNode[]) : JsonNode[] =
-    let args = [ Path.Combine(interopDir.Value, "fbcodec.py"); generated.Value; mode ]
+    let args = [ ApisixScenario.interop "fbcodec.py"; ApisixScenario.generated.Value; mode ]
     // ToJsonString escapes all non-ASCII, so no text encoding is involved on the pipe.
     let out = run "/usr/bin/python3" args (JsonArray(items).ToJsonString())
     JsonNode.Parse(out).AsArray() |> Seq.toArray
@@ -201,10 +191,10 @@ let private byType = dict kinds
 /// The C++ reference Verifier over every body we encoded, built once: the bodies it rejects, by type.
 let private rejectedByVerifier =
     lazy
-        let dir = generated.Value
-        run "/usr/bin/flatc" [ "--cpp"; "-o"; dir; Path.Combine(interopDir.Value, "ext-plugin.fbs") ] "" |> ignore
+        let dir = ApisixScenario.generated.Value
+        run "/usr/bin/flatc" [ "--cpp"; "-o"; dir; ApisixScenario.interop "ext-plugin.fbs" ] "" |> ignore
         let verifier = Path.Combine(dir, "verify")
-        run "/usr/bin/g++" [ "-O1"; "-std=c++17"; "-I"; dir; "-o"; verifier; Path.Combine(interopDir.Value, "verify.cpp") ] "" |> ignore
+        run "/usr/bin/g++" [ "-O1"; "-std=c++17"; "-I"; dir; "-o"; verifier; ApisixScenario.interop "verify.cpp" ] "" |> ignore
         let bodies = Directory.CreateDirectory(Path.Combine(dir, "bodies")).FullName
 
         let listing =
