@@ -99,10 +99,10 @@ let fsharpTests = Path.Combine(root, "tests", "Apisix.Runner.Tests")
 let csharpTests = Path.Combine(root, "tests", "Apisix.Runner.Samples.Tests")
 let transportTests = Path.Combine(root, "tests", "Apisix.Runner.Transport.Tests")
 
-/// Runs the F# tests, an Expecto console app (no VSTest adapter for Expecto is served here, so
-/// `dotnet test` cannot run them), with Expecto's options in `args`.
-let runFSharpTests (args: string list) (env: (string * string) list) =
-    exec "dotnet" ([ "run"; "--project"; fsharpTests; "-c"; "Release"; "--no-build"; "--"; "--no-spinner"; "--colours"; "0" ] @ args) env
+/// Runs an F# test project, an Expecto console app (no VSTest adapter for Expecto is served here,
+/// so `dotnet test` cannot run it), with Expecto's options in `args`.
+let runFSharpTests (project: string) (args: string list) (env: (string * string) list) =
+    exec "dotnet" ([ "run"; "--project"; project; "-c"; "Release"; "--no-build"; "--"; "--no-spinner"; "--colours"; "0" ] @ args) env
 
 /// What a test run counted, as (passed, failed). A run that exited non-zero without counting a
 /// failure, or printed no summary at all (a crash, a build problem), counts as one failure.
@@ -254,7 +254,7 @@ let bench () =
 let fuzz () =
     build ()
     let frames = envOr "FUZZ_FRAMES" 100_000
-    let _, failed = expectoCounts (runFSharpTests [ "--filter-test-list"; "Process.Fuzz" ] [ ("FUZZ_FRAMES", string frames) ])
+    let _, failed = expectoCounts (runFSharpTests fsharpTests [ "--filter-test-list"; "Process.Fuzz" ] [ ("FUZZ_FRAMES", string frames) ])
     if failed > 0 then exit 1
 
 /// The soak at full length (30 minutes unless SOAK_SECONDS says otherwise).
@@ -381,11 +381,11 @@ let templateRoundTrip () : bool =
 
     /// `dotnet test`, which must run some tests and fail none.
     let test (solution: string) =
-        let lines = run [ "test"; solution; "-c"; "Release"; "-nologo" ]
-        let summary = Regex(@"Passed!\s+-\s+Failed:\s+0,\s+Passed:\s+(\d+)")
+        // `run` has already failed on a non-zero exit code.
+        let passed, failed = vstestCounts (0, run [ "test"; solution; "-c"; "Release"; "-nologo" ])
 
-        if not (lines |> List.exists (fun l -> let m = summary.Match l in m.Success && int m.Groups[1].Value > 0)) then
-            failwith $"dotnet test {solution} ran no test"
+        if passed = 0 || failed > 0 then
+            failwith $"dotnet test {solution} must pass some tests and fail none: {passed} passed, {failed} failed (a run without a summary counts as 1 failed)"
 
     /// Starts a runner on a socket in the work folder, plays one call at it with the tool, checks
     /// the answer, and stops it as APISIX does (SIGTERM); the runner must exit with 0.
@@ -531,12 +531,12 @@ let test () =
     // socket engine (the fallback), in process and in every runner process they start.
     let fsPassed, fsFailed =
         [ "epoll"; "socket" ]
-        |> List.map (fun transport -> expectoCounts (runFSharpTests [] [ ("RUNNER_TEST_TRANSPORT", transport) ]))
+        |> List.map (fun transport -> expectoCounts (runFSharpTests fsharpTests [] [ ("RUNNER_TEST_TRANSPORT", transport) ]))
         |> List.fold (fun (p, f) (p', f') -> p + p', f + f') (0, 0)
 
     // The epoll transport on its own: connections, drain, the watchdog, fd limits, 10,000 connections.
     let transportPassed, transportFailed =
-        expectoCounts (exec "dotnet" [ "run"; "--project"; transportTests; "-c"; "Release"; "--no-build"; "--"; "--no-spinner"; "--colours"; "0" ] [])
+        expectoCounts (runFSharpTests transportTests [] [])
 
     // Sixty seconds show gross leaks only, so the RSS threshold is loose; the long soak is the real check.
     let soaked = runSoak 60 [ "--sample"; "5"; "--heap-slope"; "1024"; "--rss-slope"; "32768" ]

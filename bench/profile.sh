@@ -39,22 +39,27 @@ fi
 targets=(floor="$loadgen/floor --spin-us $spin --sock SOCK" "${targets[@]}")
 
 names=()
+# Whatever is still running when the script ends (a failed perf record under set -e, Ctrl-C) is
+# stopped with it; the guard keeps set -u quiet on an empty list.
+pids=()
+trap '[ ${#pids[@]} -eq 0 ] || kill "${pids[@]}" 2>/dev/null || true' EXIT
 for t in "${targets[@]}"; do
   name=${t%%=*}; cmd=${t#*=}; sock="$out/$name.sock"; names+=("$name")
   rm -f "$sock"
   # The floor takes its socket as an argument, the runners from APISIX's variable.
   ( APISIX_LISTEN_ADDRESS="unix:$sock" APISIX_CONF_EXPIRE_TIME=3600 \
     DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 exec ${cmd//SOCK/$sock} ) >"$out/$name.log" 2>&1 &
-  pid=$!
+  pid=$!; pids+=("$pid")
   for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
   [ -S "$sock" ] || { echo "$name did not listen on $sock" >&2; kill $pid; exit 1; }
   "$loadgen/loadgen" --sock "$sock" --conns "$conns" --duration 10 --warmup 2 --pid $pid \
     --conf-name "$plugin" --conf-value "$conf" --expect-action "$expect" "${load[@]}" >"$out/$name.lg" 2>&1 &
-  lg=$!
+  lg=$!; pids+=("$lg")
   sleep 3
   perf record -F 2999 -g -p $pid -o "$out/$name.data" -- sleep 7 >/dev/null 2>&1
   wait $lg || { echo "loadgen failed against $name:" >&2; cat "$out/$name.lg" >&2; kill $pid; exit 1; }
   kill $pid; wait $pid 2>/dev/null || true
+  pids=()  # both reaped: their ids may be reused
   grep -E "^calls:|^latency" "$out/$name.lg" | sed "s/^/$name: /"
 done
 

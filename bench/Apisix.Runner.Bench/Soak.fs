@@ -106,9 +106,10 @@ let private counted (plugin: Plugin) : Plugin =
 
 /// `soak-extra-info`: a request-phase plugin that talks back to APISIX on every call: the request
 /// body is declared up front (prefetched before the chain), the nginx variable `remote_addr` is
-/// asked for on demand, so each call makes two ExtraInfo exchanges. None of the samples asks for
-/// ExtraInfo in the request phase, and loadgen only sends request calls (type 2), so this F# plugin
-/// stands in for that path. loadgen answers every ExtraInfo with an empty result.
+/// asked for on demand, so each call makes two ExtraInfo exchanges. The `client-ip` sample asks for
+/// its variable up front only, and `response-rewrite` asks in the response phase, which loadgen
+/// never reaches (it only sends request calls, type 2), so this F# plugin stands in for asking on
+/// demand. loadgen answers every ExtraInfo with an empty result.
 let private extraInfo =
     Plugin.ofFilter "soak-extra-info" (fun req _ ->
         task {

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using Apisix.Runner.Samples.Tests.Samples;
+using Apisix.Runner.Samples.Tests.Support;
 
 namespace Apisix.Runner.Samples.Tests.Tools;
 
@@ -17,25 +17,8 @@ public static class TryTool
 
     public static async Task<Run> RunAsync(params string[] args)
     {
-        var start = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "apisix-runner-try.dll"));
-
-        foreach (var arg in args)
-        {
-            start.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(start)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await process.WaitForExitAsync(timeout.Token);
-        return new Run(process.ExitCode, (await output).ReplaceLineEndings("\n"), (await error).ReplaceLineEndings("\n"));
+        var (code, output, error) = await DotnetProcess.RunAsync("apisix-runner-try.dll", args, null, TimeSpan.FromSeconds(60));
+        return new Run(code, output.ReplaceLineEndings("\n"), error.ReplaceLineEndings("\n"));
     }
 }
 
